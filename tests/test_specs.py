@@ -1,0 +1,79 @@
+"""Mix specs: the paper's file loads; every malformed file gives one line naming file, mix and fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from richspace.specs import SpecError, load_specs
+
+PAPER = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "paper.yaml"
+
+
+def test_paper_specs_load_with_bases_first_and_metadata_kept():
+    specs = load_specs(PAPER)
+    assert len(specs) == 17
+    order = [s.id for s in specs]
+    for s in specs:
+        if s.base is not None:
+            assert order.index(s.base) < order.index(s.id)
+            assert s.a is None
+    tiger = next(s for s in specs if s.id == "tiger-zebra")
+    assert tiger.meta["paper_index"] == 14 and tiger.meta["figure"] == 3
+    assert {s.id for s in specs if s.base} == {
+        "strawberry-blueberry-orange", "tiger-zebra-giraffe", "rose-cactus-lily", "red-blue-yellow", "rose-lily-tulip",
+    }
+
+
+def write(tmp_path, entries) -> Path:
+    path = tmp_path / "mixes.yaml"
+    path.write_text(entries if isinstance(entries, str) else yaml.safe_dump(entries))
+    return path
+
+
+def ok(i, **kw):
+    return {"id": f"m{i}", "a": f"prompt a {i}", "b": f"prompt b {i}", "guide": f"guide {i}", **kw}
+
+
+@pytest.mark.parametrize(
+    "entries, expected",
+    [
+        ([ok(1), ok(1)], r"mix 'm1': duplicate id"),
+        ([ok(1), {"id": "c", "base": "nope", "b": "x", "guide": "y"}], r"mix 'c': unknown base 'nope'"),
+        (
+            [{"id": "x", "base": "y", "b": "1", "guide": "2"}, {"id": "y", "base": "x", "b": "3", "guide": "4"}],
+            r"mix '.': base chain forms a cycle \((x -> y -> x|y -> x -> y)\)",
+        ),
+        ([{"id": "x", "base": "x", "b": "1", "guide": "2"}], r"mix 'x': base chain forms a cycle \(x -> x\)"),
+        ([ok(1, guide="  ")], r"mix 'm1': prompt 'guide' is empty"),
+        ([ok(1, b=3)], r"mix 'm1': prompt 'b' is empty or not a string"),
+        ([{"id": "m1", "b": "x", "guide": "y"}], r"mix 'm1': missing prompt 'a'; give it or a 'base' mix"),
+        ([{"id": "m1", "a": "x", "guide": "y"}], r"mix 'm1': missing prompt 'b'"),
+        ([ok(1), ok(2, base="m1")], r"mix 'm2': has both 'a' and 'base'"),
+        ([{"a": "x", "b": "y", "guide": "z"}], r"mix #1: missing or empty 'id'"),
+        ([ok(1), "just a string"], r"mix #2: expected a mapping"),
+        ({"id": "m1"}, r"expected a non-empty YAML list of mixes"),
+        ([], r"expected a non-empty YAML list"),
+        ("- id: [unclosed\n", r"not valid YAML at line"),
+    ],
+)
+def test_every_spec_error_is_one_line_naming_file_and_mix(tmp_path, entries, expected):
+    path = write(tmp_path, entries)
+    with pytest.raises(SpecError, match=expected) as info:
+        load_specs(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the mix specs file"):
+        load_specs(tmp_path / "absent.yaml")
+
+
+def test_a_chain_of_three_resolves_in_dependency_order(tmp_path):
+    entries = [
+        {"id": "top", "base": "mid", "b": "c", "guide": "g3"},
+        {"id": "mid", "base": "root", "b": "b", "guide": "g2"},
+        ok("root") | {"id": "root"},
+    ]
+    assert [s.id for s in load_specs(write(tmp_path, entries))] == ["root", "mid", "top"]
