@@ -59,7 +59,8 @@ class VideoCLIPScorer:
     def __init__(self, clip: str | Path, device: torch.device | str = "cpu") -> None:
         from torchmetrics.multimodal import CLIPScore
 
-        self.metric = CLIPScore(model_name_or_path=lambda: load_clip(clip)).to(device)
+        # Each video is scored where it was made: no syncing across ranks (they hold uneven counts).
+        self.metric = CLIPScore(model_name_or_path=lambda: load_clip(clip), sync_on_compute=False).to(device)
 
     @torch.no_grad()
     def score(self, frames: Tensor, prompt: str) -> float:

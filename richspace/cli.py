@@ -1,0 +1,88 @@
+"""The command line shared by infer.py and train.py: LightningCLI with the project's contract names.
+
+A config file plus dotted overrides, no subcommand (LightningCLI with run=False). The
+``__init__`` signatures of the LightningModule and LightningDataModule are the schema; an
+unknown key is an error. Contract names scripts rely on: ``--config FILE``,
+``--experiments FILE``, ``--run_dir DIR``, ``--trainer.devices N``, ``--overwrite``.
+Every bad input ends in one line on stderr and exit code 2, before any model loads.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from richspace.runs import atomic_write_text, check_writable
+
+# Keys that may differ between a run and its resumption in the same run dir.
+RESUMABLE_KEYS = ("trainer", "overwrite", "config")
+
+
+class RichspaceCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--experiments", type=str, help="mix specs YAML file")
+        parser.add_argument("--run_dir", type=str, default="runs/default", help="everything of the run goes here")
+        parser.add_argument("--overwrite", type=bool, default=False, help="redo mixes already complete in run_dir")
+        parser.link_arguments("experiments", "data.experiments")
+        parser.link_arguments("run_dir", "data.run_dir")
+        parser.link_arguments("overwrite", "data.overwrite")
+        parser.link_arguments("run_dir", "trainer.default_root_dir")
+        parser.link_arguments("model.pretrained", "data.pretrained")
+        parser.link_arguments("model.max_sequence_length", "data.max_sequence_length")
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def build_cli(model_class, datamodule_class, args: list[str], default_config: Path) -> RichspaceCLI:
+    """Parses and instantiates; raises SystemExit(2) with one line on bad input."""
+    if not any(a == "--config" or a.startswith("--config=") for a in args):
+        args = ["--config", str(default_config), *args]
+    try:
+        cli = RichspaceCLI(
+            model_class,
+            datamodule_class,
+            args=args,
+            run=False,
+            save_config_callback=None,
+            seed_everything_default=False,
+            trainer_defaults={"enable_model_summary": False},
+            parser_kwargs={"exit_on_error": False},
+        )
+    except SystemExit:
+        raise
+    except Exception as e:  # parse errors, spec errors, bad weights, GPUs that are not there
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return cli
+
+
+def prepare_run_dir(cli: RichspaceCLI) -> Path:
+    """Checks the run dir is writable and holds no run with other settings; writes config.yaml."""
+    run_dir = Path(cli.config["run_dir"])
+    try:
+        check_writable(run_dir)
+    except OSError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    dumped = cli.parser.dump(cli.config, skip_none=False)
+    settings = {k: v for k, v in yaml.safe_load(dumped).items() if k not in RESUMABLE_KEYS}
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and not cli.config["overwrite"]:
+        before = {k: v for k, v in (yaml.safe_load(saved.read_text()) or {}).items() if k not in RESUMABLE_KEYS}
+        if before != settings:
+            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+            print(
+                f"error: {run_dir} holds a run with other settings ({', '.join(changed)} differ); "
+                "give a new --run_dir, or --overwrite to redo it",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+    if cli.trainer.is_global_zero:
+        atomic_write_text(saved, dumped)
+    return run_dir
