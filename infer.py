@@ -17,16 +17,21 @@ from pathlib import Path
 
 from richspace.cli import build_cli, prepare_run_dir
 from richspace.generation import MixDataModule, MixVideoModule
-from richspace.writer import RunWriter
+from richspace.writer import RunWriter, finish_run
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
 
 
 def main(args: list[str] | None = None) -> None:
-    cli = build_cli(MixVideoModule, MixDataModule, sys.argv[1:] if args is None else args, DEFAULT_CONFIG)
+    args = sys.argv[1:] if args is None else args
+    # The data module shards the mixes over ranks itself (a rank may get none).
+    cli = build_cli(MixVideoModule, MixDataModule, args, DEFAULT_CONFIG, {"use_distributed_sampler": False})
     run_dir = prepare_run_dir(cli)
     cli.trainer.callbacks.append(RunWriter(run_dir, fps=cli.model.hparams.fps))
     cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    cli.trainer.strategy.barrier()  # every rank, even one that got no mix
+    if cli.trainer.is_global_zero:
+        finish_run(run_dir, cli.datamodule.selected, cli.trainer.logger)
 
 
 if __name__ == "__main__":

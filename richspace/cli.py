@@ -10,8 +10,10 @@ Every bad input ends in one line on stderr and exit code 2, before any model loa
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
+import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -39,10 +41,13 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def build_cli(model_class, datamodule_class, args: list[str], default_config: Path) -> RichspaceCLI:
+def build_cli(
+    model_class, datamodule_class, args: list[str], default_config: Path, trainer_defaults: dict | None = None
+) -> RichspaceCLI:
     """Parses and instantiates; raises SystemExit(2) with one line on bad input."""
     if not any(a == "--config" or a.startswith("--config=") for a in args):
         args = ["--config", str(default_config), *args]
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")  # we add --config
     try:
         cli = RichspaceCLI(
             model_class,
@@ -51,13 +56,16 @@ def build_cli(model_class, datamodule_class, args: list[str], default_config: Pa
             run=False,
             save_config_callback=None,
             seed_everything_default=False,
-            trainer_defaults={"enable_model_summary": False},
+            trainer_defaults={"enable_model_summary": False, **(trainer_defaults or {})},
             parser_kwargs={"exit_on_error": False},
         )
     except SystemExit:
         raise
     except Exception as e:  # parse errors, spec errors, bad weights, GPUs that are not there
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        message = one_line(e)
+        if "gpu" in message.lower() and not torch.cuda.is_available():
+            message = f"a GPU was asked for but none is visible ({message}); use --trainer.accelerator cpu"
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     return cli
 

@@ -110,6 +110,9 @@ class MixDataModule(L.LightningDataModule):
             cache_dir: embedding cache ($RICHSPACE_CACHE/embeddings by default).
         """
         super().__init__()
+        self.save_hyperparameters()
+        if not Path(experiments).exists() and (REPO / experiments).exists():
+            experiments = str(REPO / experiments)  # configs name specs relative to the repository
         self.specs = load_specs(experiments)  # spec errors surface here, before any model loads
         ids = {s.id for s in self.specs}
         unknown = [i for i in (only or []) if i not in ids]
@@ -208,7 +211,13 @@ class MixDataModule(L.LightningDataModule):
         }
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(self.items, batch_size=1, collate_fn=lambda batch: batch[0])
+        """This rank's share of the mixes: item i goes to rank i mod world size (a rank may get none).
+
+        Sharded here rather than by Lightning's sampler, which refuses a rank with no item;
+        infer.py runs the Trainer with use_distributed_sampler=False.
+        """
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return DataLoader(self.items[rank::world], batch_size=1, collate_fn=lambda batch: batch[0])
 
 
 def to_uint8(frames: Tensor) -> Tensor:
@@ -262,6 +271,7 @@ class MixVideoModule(L.LightningModule):
         if enable_model_cpu_offload and enable_sequential_cpu_offload:
             raise ValueError("choose one of model.enable_model_cpu_offload and model.enable_sequential_cpu_offload")
         self.save_hyperparameters()
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # more ranks than unfinished mixes
         self.pipe = None  # loaded in setup(), kept out of the module tree so offload can place it
         self.scorer = None
 

@@ -1,8 +1,9 @@
 """Writes a generation run: per mix as it finishes, then the results file, table and TensorBoard.
 
 Each mix's videos and record are written atomically by the rank that made them (no
-communication inside predict). At the end every rank waits at one barrier and rank 0
-gathers the records from the run dir, so a resumed run reports finished mixes too.
+communication inside predict). After predict returns, every rank meets at one barrier (a
+rank with no mix skips Lightning's predict hooks, so it cannot be inside them) and rank 0
+gathers the records from the run dir: a resumed run reports finished mixes too.
 """
 
 from __future__ import annotations
@@ -44,10 +45,6 @@ class RunWriter(BasePredictionWriter):
         record |= {"scores": item["scores"], "texts": item["texts"], "meta": item["meta"]}
         atomic_write_text(folder / "record.json", json.dumps(record, indent=1) + "\n")
 
-    def on_predict_end(self, trainer, pl_module) -> None:
-        trainer.strategy.barrier()
-        if trainer.is_global_zero:
-            finish_run(self.run_dir, trainer.datamodule.selected, trainer.logger)
 
 
 def finish_run(run_dir: Path, ids: list[str], logger=None) -> str:

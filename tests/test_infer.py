@@ -1,0 +1,221 @@
+"""`python infer.py` end to end on the tiny checkpoint: outputs, parity with bare diffusers, DDP, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from richspace.generation import read_mp4, resolve_weights
+from richspace.runs import mix_seed
+
+REPO = Path(__file__).resolve().parents[1]
+INFER = [sys.executable, str(REPO / "infer.py")]
+TWO = "[tiger-zebra, red-blue]"
+
+
+def infer(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*INFER, *args], capture_output=True, text=True, cwd=REPO, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    infer("--run_dir", str(run_dir), "--data.only", TWO, "--data.sweep", "[0, 30]")
+    return run_dir
+
+
+def test_outputs_of_a_run(tiny_run):
+    rows = records(tiny_run)
+    assert [r["id"] for r in rows] == ["tiger-zebra", "red-blue"]
+    for r in rows:
+        assert set(r) == {"id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas"}
+        assert r["seed"] == mix_seed(0, r["id"]) and abs(r["alpha"] - r["index"] / 30) < 1e-12
+        assert set(r["videos"]) == set(r["metrics"]) == {"guide", "average", "finder", "sweep_00", "sweep_30"}
+        for method, rel in r["videos"].items():
+            frames = read_mp4(tiny_run / rel)
+            assert frames.shape == (9, 3, 32, 32) and frames.dtype == torch.uint8
+            m = r["metrics"][method]
+            assert m["balance"] == pytest.approx(abs(m["clip_a"] - m["clip_b"]))
+            assert m["reward"] == pytest.approx(m["clip_a"] + m["clip_b"] - m["balance"])
+        full = json.loads((tiny_run / "mixes" / r["id"] / "record.json").read_text())
+        assert len(full["scores"]["sum"]) == 31 and full["texts"]["guide"]
+    table = (tiny_run / "results.md").read_text()
+    assert "| finder |" in table and "| guide |" in table and "| average |" in table
+    assert list(tiny_run.glob("lightning_logs/*/events.out.tfevents.*"))
+    assert yaml.safe_load((tiny_run / "config.yaml").read_text())["model"]["pretrained"] == "tiny"
+    assert not list(tiny_run.rglob(".*.tmp-*"))
+
+
+def test_videos_equal_a_bare_diffusers_call(tiny_run, tiny_pipe):
+    """Same embeddings, negative (the encoded empty prompt) and seed through CogVideoXPipeline directly."""
+    from richspace.encoding import PromptEncoder
+    from richspace.generation import MixVideoModule
+    from richspace.mixing import find_mixes
+    from richspace.specs import load_specs
+
+    specs = load_specs(REPO / "configs" / "experiments" / "paper.yaml")
+    encoder = PromptEncoder(resolve_weights("tiny", "cogvideox"))
+    found = find_mixes(specs, encoder)["red-blue"]
+    (negative,), _ = encoder([""])
+    seed = mix_seed(0, "red-blue")
+    with torch.no_grad():
+        out = tiny_pipe(
+            prompt_embeds=found.embedding[None], negative_prompt_embeds=negative[None], num_frames=9, height=32,
+            width=32, num_inference_steps=4, guidance_scale=6.0, generator=torch.Generator().manual_seed(seed),
+            output_type="pt",
+        )
+    expected = (out.frames[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    module = MixVideoModule(num_frames=9, height=32, width=32, num_inference_steps=4)
+    module.setup("predict")
+    assert torch.equal(module.generate(found.embedding, negative, seed), expected)  # bit for bit
+    # The mp4 is lossy (H.264 on noise-like tiny frames): it must carry these frames, far closer to them than
+    # a flat video of their mean colour is.
+    ours = read_mp4(tiny_run / "mixes" / "red-blue" / "finder.mp4").float()
+    flat = expected.float().mean(dim=(0, 2, 3), keepdim=True)
+    assert (ours - expected.float()).abs().mean() < 0.5 * (flat - expected.float()).abs().mean()
+
+
+def test_sweep_ends_are_the_plain_prompts(tiny_run):
+    """alpha = 1 is E_a exactly and alpha = 0 is E_b: their videos must differ from each other."""
+    a = (tiny_run / "mixes/tiger-zebra/sweep_30.mp4").read_bytes()
+    b = (tiny_run / "mixes/tiger-zebra/sweep_00.mp4").read_bytes()
+    finder = json.loads((tiny_run / "mixes/tiger-zebra/record.json").read_text())
+    assert a != b
+    if finder["index"] == 30:  # the finder chose E_a: same embedding, same seed, same video
+        assert (tiny_run / "mixes/tiger-zebra/finder.mp4").read_bytes() == a
+
+
+def test_rerun_skips_finished_mixes_and_overwrite_redoes_them(tiny_run):
+    record = tiny_run / "mixes" / "tiger-zebra" / "record.json"
+    before = record.stat().st_mtime_ns
+    proc = infer("--run_dir", str(tiny_run), "--data.only", TWO, "--data.sweep", "[0, 30]")
+    assert record.stat().st_mtime_ns == before
+    assert "2 mixes in" in proc.stdout
+    infer("--run_dir", str(tiny_run), "--data.only", TWO, "--data.sweep", "[0, 30]", "--overwrite", "true")
+    assert record.stat().st_mtime_ns != before
+    assert [r["id"] for r in records(tiny_run)] == ["tiger-zebra", "red-blue"]
+
+
+def test_other_settings_in_the_same_run_dir_are_refused(tiny_run):
+    proc = infer("--run_dir", str(tiny_run), "--data.only", TWO, "--data.sweep", "[0, 30]",
+                 "--model.num_inference_steps", "3", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tiny_run} holds a run with other settings (model differ)")
+
+
+def test_refined_alpha_from_a_refinement_file(tmp_path):
+    refinement = tmp_path / "refinement.json"
+    refinement.write_text(json.dumps({"version": 1, "mixes": {"red-blue": {"alpha": 0.5, "alpha_closed_form": 0.5}}}))
+    run_dir = tmp_path / "run"
+    infer("--run_dir", str(run_dir), "--data.only", "[red-blue]", "--data.alpha_from", str(refinement))
+    (row,) = records(run_dir)
+    assert row["alphas"]["refined"] == 0.5 and "refined" in row["metrics"]
+    # alpha 0.5 is the plain average: same embedding, same seed, same video
+    assert (run_dir / row["videos"]["refined"]).read_bytes() == (run_dir / row["videos"]["average"]).read_bytes()
+
+
+def test_two_ddp_processes_equal_one(tiny_run, tmp_path):
+    run_dir = tmp_path / "ddp"
+    infer("--run_dir", str(run_dir), "--data.only", TWO, "--data.sweep", "[0, 30]",
+          "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    one, two = records(tiny_run), records(run_dir)
+    assert [r["id"] for r in two] == [r["id"] for r in one]
+    assert len(list(run_dir.glob("mixes/*/record.json"))) == 2
+    for r1, r2 in zip(one, two):
+        assert {k: v for k, v in r1.items() if k != "metrics"} == {k: v for k, v in r2.items() if k != "metrics"}
+        for method in r1["videos"]:
+            assert (tiny_run / r1["videos"][method]).read_bytes() == (run_dir / r2["videos"][method]).read_bytes()
+            # CLIP runs with another thread count per process: equal to float32 rounding
+            assert r2["metrics"][method] == pytest.approx(r1["metrics"][method], rel=1e-5, abs=1e-5)
+
+
+def test_a_killed_run_resumes_without_redoing_or_leaving_partial_files(tmp_path):
+    run_dir = tmp_path / "killed"
+    mixes = "[tiger-zebra, red-blue, green-red, green-blue, rose-lily]"
+    proc = subprocess.Popen([*INFER, "--run_dir", str(run_dir), "--data.only", mixes], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(run_dir.glob("mixes/*/record.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("mixes/*/record.json")}
+    assert 1 <= len(done) < 5, "the run should be killed midway"
+    for mp4 in run_dir.glob("mixes/*/*.mp4"):  # whatever carries a final name is whole
+        assert read_mp4(mp4).shape == (9, 3, 32, 32)
+    assert not (run_dir / "results.jsonl").exists()
+    infer("--run_dir", str(run_dir), "--data.only", mixes)
+    assert [r["id"] for r in records(run_dir)] == ["tiger-zebra", "red-blue", "green-red", "green-blue", "rose-lily"]
+    for mix_id, mtime in done.items():
+        assert (run_dir / "mixes" / mix_id / "record.json").stat().st_mtime_ns == mtime
+    assert not list(run_dir.rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model.pretrained", "/nonexistent/cogvideox"], "CogVideoX weights not found at '/nonexistent/cogvideox'"),
+        (["--model.clip", "./no-clip"], "CLIP weights not found at './no-clip'"),
+        (["--model.bogus", "3"], "unrecognized arguments: --model.bogus"),
+        (["--trainer.accelerator", "gpu"], "a GPU was asked for but none is visible"),
+        (["--run_dir", "/proc/richspace-forbidden"], "cannot be written"),
+        (["--experiments", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read the mix specs file"),
+        (["--model.num_frames", "10"], "model.num_frames must be 4k+1"),
+        (["--model.height", "40"], "multiples of 16"),
+        (["--data.only", "[nope]"], "data.only names unknown mix ids ['nope']"),
+        (["--data.sweep", "[31]"], "data.sweep indices must lie in 0..k=30"),
+        (["--data.alpha_from", "/nonexistent.json"], "alpha_from: /nonexistent.json is not a readable refinement"),
+    ],
+)
+def test_bad_input_is_one_line_before_models_load(args, expected, tmp_path, monkeypatch, capsys):
+    if expected.startswith("a GPU") and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    import infer as infer_script
+    from diffusers import CogVideoXPipeline
+
+    monkeypatch.setattr(CogVideoXPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
+    run_args = ["--run_dir", str(tmp_path / "run")] if "--run_dir" not in args else []
+    with pytest.raises(SystemExit) as info:
+        infer_script.main([*run_args, *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and expected in err[-1]
+
+
+def test_bad_specs_file(tmp_path, capsys):
+    import infer as infer_script
+
+    specs = tmp_path / "specs.yaml"
+    specs.write_text(yaml.safe_dump([{"id": "m", "base": "m", "b": "x", "guide": "y"}]))
+    with pytest.raises(SystemExit):
+        infer_script.main(["--experiments", str(specs), "--data.only", "null", "--run_dir", str(tmp_path / "r")])
+    assert "base chain forms a cycle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_config_instantiates(config, tmp_path):
+    from lightning import LightningDataModule, LightningModule
+
+    from richspace.cli import build_cli
+    from richspace.generation import MixDataModule, MixVideoModule
+
+    args = ["--config", str(REPO / "configs" / config), "--run_dir", str(tmp_path)]
+    if not torch.cuda.is_available():
+        args += ["--trainer.accelerator", "cpu"]  # the GPU configs, checked on this CPU
+    cli = build_cli(MixVideoModule, MixDataModule, args, REPO / "configs" / "tiny.yaml")
+    assert isinstance(cli.model, LightningModule) and isinstance(cli.datamodule, LightningDataModule)
+    assert cli.datamodule.selected
