@@ -78,7 +78,7 @@ def prepare_run_dir(cli: RichspaceCLI) -> Path:
     except OSError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None
-    dumped = cli.parser.dump(cli.config, skip_none=False)
+    dumped = cli.parser.dump(cli.config)
     settings = {k: v for k, v in yaml.safe_load(dumped).items() if k not in RESUMABLE_KEYS}
     saved = run_dir / "config.yaml"
     if saved.is_file() and not cli.config["overwrite"]:

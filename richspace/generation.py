@@ -231,7 +231,7 @@ class MixVideoModule(L.LightningModule):
     def __init__(
         self,
         pretrained: str = "tiny",
-        clip: str = "tiny",
+        clip: str | None = "tiny",
         dtype: str = "float32",
         num_frames: int = 49,
         height: int = 480,
@@ -249,7 +249,8 @@ class MixVideoModule(L.LightningModule):
         """
         Args:
             pretrained: CogVideoX weights: 'tiny', a hub id (THUDM/CogVideoX-2b, -5b) or a local directory.
-            clip: CLIP for the metrics: 'tiny', a hub id (openai/clip-vit-large-patch14) or a local directory.
+            clip: CLIP for the metrics: 'tiny', a hub id (openai/clip-vit-large-patch14), a local directory,
+                or None for no metrics (videos only).
             dtype: transformer and VAE dtype: float32, bfloat16 (GPU default) or float16.
             num_frames, height, width, num_inference_steps, guidance_scale: as CogVideoXPipeline
                 (defaults: 49 frames, 480x720, 50 steps, guidance 6).
@@ -261,7 +262,8 @@ class MixVideoModule(L.LightningModule):
         """
         super().__init__()
         check_weights(pretrained, "CogVideoX")
-        check_weights(clip, "CLIP")
+        if clip is not None:
+            check_weights(clip, "CLIP")
         if dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {list(DTYPES)}; got {dtype!r}")
         if num_frames < 1 or (num_frames - 1) % 4:
@@ -301,7 +303,7 @@ class MixVideoModule(L.LightningModule):
             pipe.transformer = torch.compile(pipe.transformer)
         pipe.set_progress_bar_config(disable=True)
         object.__setattr__(self, "pipe", pipe)  # not a submodule: Lightning must not move or wrap it
-        self.scorer = VideoCLIPScorer(resolve_weights(hp.clip, "clip"), device)
+        self.scorer = VideoCLIPScorer(resolve_weights(hp.clip, "clip"), device) if hp.clip is not None else None
 
     def generate(self, prompt_embeds: Tensor, negative_prompt_embeds: Tensor, seed: int) -> Tensor:
         """One video, (F, 3, H, W) uint8 on the CPU, from (L, d) embeddings on a CPU generator's noise."""
@@ -326,22 +328,30 @@ class MixVideoModule(L.LightningModule):
         texts = item["texts"]
         for method, embeds in item["embeddings"].items():
             videos[method] = self.generate(embeds, item["negative"], item["seed"])
-            metrics[method] = self.scorer.video_metrics(videos[method], texts["a"], texts["b"], texts["guide"])
+            if self.scorer is not None:
+                metrics[method] = self.scorer.video_metrics(videos[method], texts["a"], texts["b"], texts["guide"])
         return {"videos": videos, "metrics": metrics}
 
 
-def write_mp4(frames: Tensor, path: str, fps: int) -> None:
-    """(F, 3, H, W) uint8 frames -> an H.264 mp4 through imageio's ffmpeg (bundled by imageio-ffmpeg)."""
-    import imageio.v2 as imageio
+def write_mp4(frames: Tensor, path: str, fps: int, crf: int = 18) -> None:
+    """(F, 3, H, W) uint8 frames -> an H.264 mp4 (yuv420p, x264 preset veryfast) with PyAV, in process."""
+    import av
 
-    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1) as w:
-        for frame in frames.permute(0, 2, 3, 1).numpy():
-            w.append_data(frame)
+    _, _, height, width = frames.shape
+    with av.open(path, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for frame in frames.permute(0, 2, 3, 1).contiguous().numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def read_mp4(path: str | Path) -> Tensor:
     """An mp4 back as (F, 3, H, W) uint8."""
-    import imageio.v2 as imageio
+    import av
     import numpy as np
 
-    return torch.from_numpy(np.stack(imageio.mimread(path, format="FFMPEG", memtest=False))).permute(0, 3, 1, 2)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)

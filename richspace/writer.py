@@ -55,7 +55,7 @@ def finish_run(run_dir: Path, ids: list[str], logger=None) -> str:
         raise RuntimeError(f"mixes {missing} have no complete record in {run_dir}; run again to finish them")
     lines = "".join(json.dumps({k: r[k] for k in RESULT_KEYS}) + "\n" for r in records)
     atomic_write_text(run_dir / "results.jsonl", lines)
-    methods = method_order({m for r in records for m in r["metrics"]})
+    methods = method_order({m for r in records for m in r["videos"]})
     table = mean_table(records, methods)
     atomic_write_text(run_dir / "results.md", f"# Mean metrics over {len(records)} mixes\n\n{table}\n")
     if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "add_figure"):
