@@ -308,10 +308,10 @@ class MixVideoModule(L.LightningModule):
     def generate(self, prompt_embeds: Tensor, negative_prompt_embeds: Tensor, seed: int) -> Tensor:
         """One video, (F, 3, H, W) uint8 on the CPU, from (L, d) embeddings on a CPU generator's noise."""
         hp = self.hparams
-        dtype = self.pipe.transformer.dtype
+        place = {"device": self.pipe._execution_device, "dtype": self.pipe.transformer.dtype}  # right under offload too
         out = self.pipe(
-            prompt_embeds=prompt_embeds[None].to(dtype),
-            negative_prompt_embeds=negative_prompt_embeds[None].to(dtype),
+            prompt_embeds=prompt_embeds[None].to(**place),
+            negative_prompt_embeds=negative_prompt_embeds[None].to(**place),
             num_frames=hp.num_frames,
             height=hp.height,
             width=hp.width,
