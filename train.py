@@ -1,0 +1,39 @@
+"""Refine each mix's interpolation coefficient against a CLIP objective, from the closed-form alpha.
+
+    python train.py                                              # embedded default: configs/refine-tiny.yaml, CPU
+    python train.py --config configs/refine-cogvideox-2b.yaml    # real run: one GPU
+    python train.py --config configs/refine-cogvideox-2b.yaml --trainer.devices 8    # mixes split over 8 GPUs
+    torchrun --nnodes 2 --nproc_per_node 8 ... train.py --config ... --trainer.devices 8 --trainer.num_nodes 2
+
+Then: python infer.py --data.alpha_from RUN_DIR/refinement.json  (adds the `refined` video).
+A killed run started again with the same command resumes from RUN_DIR/checkpoints/last.ckpt.
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+from jsonargparse import lazy_instance
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from richspace.cli import build_cli, prepare_run_dir
+from richspace.refinement import IndependentDDPStrategy, RefineDataModule, RefineModule
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "refine-tiny.yaml"
+
+
+def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
+    # Checkpoints hold the coefficients after each step's update, which is what resuming needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    cli = build_cli(RefineModule, RefineDataModule, args, DEFAULT_CONFIG,
+                    {"use_distributed_sampler": False, "strategy": lazy_instance(IndependentDDPStrategy)})
+    run_dir = prepare_run_dir(cli)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=1, save_top_k=0)
+    cli.trainer.callbacks.append(checkpoints)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if last.is_file() else None)
+
+
+if __name__ == "__main__":
+    main()
