@@ -160,6 +160,8 @@ class RefineModule(L.LightningModule):
             num_frames, height, width, num_inference_steps, guidance_scale: refinement's own sampling
                 settings, smaller than generation's (4k+1 frames, multiples of 16).
             grad_steps: K, the last denoising steps run with gradients (1 <= K <= num_inference_steps).
+                K < T treats the earlier latents as constants: a truncated, biased gradient (cheap);
+                K = T is the exact gradient of the objective.
             decode_latent_frames: decode only the first N latent frames (None: all).
             clip_frames: indices of decoded frames CLIP scores (None: all decoded frames).
             per_token: one coefficient per text position instead of one per mix.
@@ -203,21 +205,26 @@ class RefineModule(L.LightningModule):
 
     # -------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule
+        if not self.mix_ids:  # a checkpoint, if resuming, overwrites these starting values
+            alpha_0 = {item["id"]: item["alpha"] for item in data.items}
+            self.init_coefficients(data.selected, [alpha_0[i] for i in data.selected])
+        self.load_models(self.trainer.strategy.root_device)
+
+    def init_coefficients(self, mix_ids: list[str], alpha_0: list[float]) -> None:
+        """One learnable coefficient (or one per token) per mix, starting at the closed-form alpha."""
+        self.mix_ids, self.alpha_0 = list(mix_ids), list(alpha_0)
+        for a0 in self.alpha_0:
+            init = torch.full((self.hparams.max_sequence_length,), a0) if self.hparams.per_token else torch.tensor(a0)
+            self.alphas.append(nn.Parameter(init.double()))
+
+    def load_models(self, device: torch.device | str) -> None:
+        """The frozen CogVideoX (no T5) and CLIP, kept out of the module tree and its checkpoints."""
         from diffusers import CogVideoXPipeline
-        from transformers import CLIPProcessor
 
         from richspace.metrics import load_clip
 
         hp = self.hparams
-        data = self.trainer.datamodule
-        if not self.mix_ids:  # coefficients start at the closed-form alpha (a checkpoint may overwrite them)
-            self.mix_ids = [s for s in data.selected]
-            results = {item["id"]: item for item in data.items}
-            self.alpha_0 = [results[i]["alpha"] for i in self.mix_ids]
-            for a0 in self.alpha_0:
-                init = torch.full((hp.max_sequence_length,), a0) if hp.per_token else torch.tensor(a0)
-                self.alphas.append(nn.Parameter(init.double()))
-        device = self.trainer.strategy.root_device
         pipe = CogVideoXPipeline.from_pretrained(
             resolve_weights(hp.pretrained, "cogvideox"), text_encoder=None, tokenizer=None, dtype=DTYPES[hp.dtype]
         )
@@ -228,9 +235,9 @@ class RefineModule(L.LightningModule):
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         clip_model, processor = load_clip(resolve_weights(hp.clip, "clip"))
-        object.__setattr__(self, "pipe", pipe)  # frozen parts stay out of the module tree and checkpoints
+        object.__setattr__(self, "pipe", pipe)
         object.__setattr__(self, "clip", clip_model.to(device))
-        self.processor: CLIPProcessor = processor
+        self.processor = processor
 
     def configure_optimizers(self):
         return [torch.optim.Adam([p], lr=self.hparams.lr) for p in self.alphas]
@@ -260,13 +267,19 @@ class RefineModule(L.LightningModule):
                 p._interrupt = True
             return {}
 
-        with torch.no_grad():  # the first T - K steps through diffusers, latents out
-            latents = pipe(
-                prompt_embeds=embeds.detach()[None], negative_prompt_embeds=negative[None],
-                num_inference_steps=hp.num_inference_steps, generator=torch.Generator().manual_seed(item["seed"]),
-                output_type="latent", callback_on_step_end=stop_after_split if split > 0 else None, **settings,
-            ).frames
-        pipe._interrupt = False
+        generator = torch.Generator().manual_seed(item["seed"])
+        with torch.no_grad():
+            if split > 0:  # the first T - K steps through diffusers' own pipeline, latents out
+                latents = pipe(
+                    prompt_embeds=embeds.detach()[None], negative_prompt_embeds=negative[None],
+                    num_inference_steps=hp.num_inference_steps, generator=generator, output_type="latent",
+                    callback_on_step_end=stop_after_split, **settings,
+                ).frames
+                pipe._interrupt = False
+            else:  # K = T: the pipeline's initial noise and timesteps, no step taken yet
+                pipe.scheduler.set_timesteps(hp.num_inference_steps, device=device)
+                latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, hp.num_frames, hp.height,
+                                               hp.width, dtype, device, generator)
         timesteps = pipe.scheduler.timesteps[split:]
         rotary = (
             pipe._prepare_rotary_positional_embeddings(hp.height, hp.width, latents.size(1), device)

@@ -1,0 +1,184 @@
+"""Refinement (`python train.py`) on the tiny checkpoint: it climbs the objective, learns nothing but
+the coefficients, resumes after a kill, splits over processes, and refuses settings that cannot work."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from richspace.refinement import RefineDataModule, RefineModule, clip_pixel_values, soft_min
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, str(REPO / "train.py")]
+MIXES = "[red-blue, tiger-zebra]"
+EXACT = ["--data.only", MIXES, "--trainer.max_epochs", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*TRAIN, *args], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "refinement.json").read_text())["mixes"]
+
+
+@pytest.fixture(scope="module")
+def module_and_data(tmp_path_factory):
+    data = RefineDataModule(only=["red-blue", "tiger-zebra"], run_dir=str(tmp_path_factory.mktemp("unused")))
+    data.prepare_data()
+    data.setup("fit")
+    module = RefineModule()
+    module.init_coefficients(data.selected, [item["alpha"] for item in data.items])
+    module.load_models("cpu")
+    return module, data
+
+
+def objective_at(module, item, alpha: float) -> float:
+    with torch.no_grad():
+        terms, _ = module.objective(item, torch.tensor(alpha, dtype=torch.float64))
+    return float(terms["objective"])
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory) -> Path:
+    """K = all 8 steps: the exact gradient of the objective (K < T truncates it, a biased estimate)."""
+    run_dir = tmp_path_factory.mktemp("refine")
+    train("--run_dir", str(run_dir), *EXACT)
+    return run_dir
+
+
+def test_refinement_climbs_to_the_best_of_its_basin(refined, module_and_data):
+    """Noise and timesteps fixed: the objective is a function of alpha alone; a dense grid gives its shape."""
+    module, data = module_and_data
+    grid = [i / 40 for i in range(41)]
+    for item in data.items:
+        entry = result(refined)[item["id"]]
+        start = item["alpha"]
+        assert entry["alpha_closed_form"] == start
+        assert entry["objective_before"] == pytest.approx(objective_at(module, item, start), abs=1e-5)
+        assert entry["objective_after"] == pytest.approx(objective_at(module, item, entry["alpha"]), abs=1e-5)
+        assert entry["objective_after"] >= entry["objective_before"]
+        values = [objective_at(module, item, a) for a in grid]
+        i = min(range(len(grid)), key=lambda j: abs(grid[j] - start))  # climb the grid from the start
+        while True:
+            up = [j for j in (i - 1, i + 1) if 0 <= j < len(grid) and values[j] > values[i]]
+            if not up:
+                break
+            i = max(up, key=lambda j: values[j])
+        basin_best, gain = values[i], values[i] - entry["objective_before"]
+        assert entry["objective_after"] >= basin_best - max(0.1 * gain, 2e-4), (item["id"], entry, grid[i], basin_best)
+
+
+def frozen_digest(module) -> str:
+    """sha256 over every frozen weight and buffer of the transformer, the VAE and CLIP."""
+    h = hashlib.sha256()
+    for part in (module.pipe.transformer, module.pipe.vae, module.clip):
+        for name, value in part.state_dict().items():
+            h.update(name.encode())
+            h.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_only_the_coefficients_learn(module_and_data):
+    module, data = module_and_data
+    before = frozen_digest(module)
+    alpha = module.alphas[0]
+    optimizer = torch.optim.Adam([alpha], lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        terms, _ = module.objective(data.items[0], alpha)
+        (-terms["objective"]).backward()
+        assert alpha.grad is not None and torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
+        for part in (module.pipe.transformer, module.pipe.vae, module.clip):
+            assert all(p.grad is None and not p.requires_grad for p in part.parameters())
+        optimizer.step()
+    assert list(module.parameters()) == list(module.alphas.parameters())  # nothing else is a parameter
+    assert frozen_digest(module) == before  # frozen weights bitwise unchanged
+
+
+def test_a_killed_refinement_resumes_to_the_same_result(tmp_path):
+    args = ["--data.only", "[red-blue]", "--trainer.max_epochs", "8"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    train("--run_dir", str(whole), *args)
+    proc = subprocess.Popen([*TRAIN, "--run_dir", str(killed), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last, deadline = killed / "checkpoints" / "last.ckpt", time.time() + 120
+    seen = set()
+    while time.time() < deadline and len(seen) < 3:  # let a few steps be checkpointed
+        if last.is_file():
+            seen.add(last.stat().st_mtime_ns)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "refinement.json").exists(), "the run should be killed midway"
+    train("--run_dir", str(killed), *args)
+    a, b = result(whole)["red-blue"], result(killed)["red-blue"]
+    assert a["alpha"] == b["alpha"] and a["alpha_last"] == b["alpha_last"]
+    assert [s["alpha"] for s in a["trajectory"]] == [s["alpha"] for s in b["trajectory"]]
+    assert [s["objective"] for s in a["trajectory"]] == pytest.approx([s["objective"] for s in b["trajectory"]], abs=1e-6)
+
+
+def test_two_processes_share_one_table(refined, tmp_path):
+    run_dir = tmp_path / "ddp"
+    train("--run_dir", str(run_dir), *EXACT, "--trainer.devices", "2")
+    one, two = result(refined), result(run_dir)
+    assert set(one) == set(two) == {"red-blue", "tiger-zebra"}  # both mixes, from two ranks, in one file
+    for mix_id in one:  # each mix refined on its own rank, with another thread count: equal to rounding
+        assert two[mix_id]["alpha"] == pytest.approx(one[mix_id]["alpha"], abs=1e-3)
+        assert two[mix_id]["objective_after"] == pytest.approx(one[mix_id]["objective_after"], abs=1e-3)
+
+
+def test_infer_reads_the_refinement(refined, tmp_path):
+    run_dir = tmp_path / "gen"
+    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--run_dir", str(run_dir), "--data.only",
+                           "[red-blue]", "--data.alpha_from", str(refined / "refinement.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((run_dir / "results.jsonl").read_text())
+    assert row["alphas"]["refined"] == result(refined)["red-blue"]["alpha"] and "refined" in row["videos"]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model.grad_steps", "9"], "model.grad_steps (K=9) must lie in 1..num_inference_steps (8)"),
+        (["--model.grad_steps", "0"], "model.grad_steps (K=0)"),
+        (["--model.clip_frames", "[]"], "model.clip_frames must be a non-empty list"),
+        (["--model.clip_frames", "[9]"], "frame indices in 0..8"),
+        (["--model.alpha_range", "[1.0, 0.0]"], "model.alpha_range must be [min, max]"),
+        (["--model.decode_latent_frames", "4"], "model.decode_latent_frames must lie in 1..3"),
+        (["--model.pretrained", "/nonexistent"], "CogVideoX weights not found"),
+    ],
+)
+def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys):
+    import train as train_script
+
+    with pytest.raises(SystemExit) as info:
+        train_script.main(["--run_dir", str(tmp_path), *args])
+    assert info.value.code == 2
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_soft_min_and_torch_preprocessing():
+    x, y = torch.tensor(3.0), torch.tensor(10.0)
+    assert float(soft_min(x, y, 0.01)) == pytest.approx(3.0, abs=1e-3)
+    assert float(soft_min(x, y, 1.0)) < 3.0  # below the minimum, smoothly
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 8), size=(48, 64), mode="bilinear")  # image-like
+    frames = smooth.clamp(0, 1)
+    ours = clip_pixel_values(frames, 32, (32, 32), processor.image_mean, processor.image_std)
+    ref = processor(images=list(frames), return_tensors="pt", do_rescale=False)["pixel_values"]
+    assert ours.shape == ref.shape == (2, 3, 32, 32)
+    assert (ours - ref).abs().mean() < 0.05  # PIL's antialiased bicubic differs a little from torch's
+    assert (ours - ref).abs().mean() < 0.2 * (ref - ref.mean()).abs().mean()
