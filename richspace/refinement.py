@@ -239,6 +239,15 @@ class RefineModule(L.LightningModule):
         object.__setattr__(self, "clip", clip_model.to(device))
         self.processor = processor
 
+    def on_train_start(self) -> None:
+        """TensorBoard, for reference: each mix's closed-form score curve with the finder's choice."""
+        from richspace.writer import curve_figure
+
+        logger = self.logger.experiment if self.logger is not None else None
+        if self.trainer.is_global_zero and logger is not None and hasattr(logger, "add_figure"):
+            for item in self.trainer.datamodule.items:
+                logger.add_figure(f"refine/{item['id']}/closed_form_curve", curve_figure(item), 0)
+
     def configure_optimizers(self):
         return [torch.optim.Adam([p], lr=self.hparams.lr) for p in self.alphas]
 

@@ -212,10 +212,12 @@ def test_every_config_instantiates(config, tmp_path):
 
     from richspace.cli import build_cli
     from richspace.generation import MixDataModule, MixVideoModule
+    from richspace.refinement import RefineDataModule, RefineModule
 
     args = ["--config", str(REPO / "configs" / config), "--run_dir", str(tmp_path)]
     if not torch.cuda.is_available():
         args += ["--trainer.accelerator", "cpu"]  # the GPU configs, checked on this CPU
-    cli = build_cli(MixVideoModule, MixDataModule, args, REPO / "configs" / "tiny.yaml")
+    classes = (RefineModule, RefineDataModule) if config.startswith("refine") else (MixVideoModule, MixDataModule)
+    cli = build_cli(*classes, args, REPO / "configs" / "tiny.yaml")
     assert isinstance(cli.model, LightningModule) and isinstance(cli.datamodule, LightningDataModule)
     assert cli.datamodule.selected
