@@ -54,6 +54,34 @@ def check_weights(name: str, what: str) -> None:
         )
 
 
+def check_sampling(pretrained: str, clip: str | None, dtype: str, num_frames: int, height: int, width: int) -> None:
+    """One clear error for sampling settings CogVideoX cannot take (shared by generation and refinement)."""
+    check_weights(pretrained, "CogVideoX")
+    if clip is not None:
+        check_weights(clip, "CLIP")
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {list(DTYPES)}; got {dtype!r}")
+    if num_frames < 1 or (num_frames - 1) % 4:
+        raise ValueError(
+            f"model.num_frames must be 4k+1 (CogVideoX's VAE compresses time 4x), e.g. 9, 13 or 49; got {num_frames}"
+        )
+    if height % 16 or width % 16 or height <= 0 or width <= 0:
+        raise ValueError(f"model.height and model.width must be positive multiples of 16; got {height}x{width}")
+
+
+def load_frozen_pipeline(pretrained: str, dtype: str):
+    """CogVideoXPipeline without T5 (embeddings come from the cache), transformer and VAE frozen, on the CPU."""
+    from diffusers import CogVideoXPipeline
+
+    pipe = CogVideoXPipeline.from_pretrained(
+        resolve_weights(pretrained, "cogvideox"), text_encoder=None, tokenizer=None, dtype=DTYPES[dtype]
+    )
+    for part in (pipe.transformer, pipe.vae):
+        part.requires_grad_(False).eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def load_refinement(path: str | Path) -> dict[str, dict]:
     """A refinement result file (written by train.py): {mix id: {"alpha": float, "coefficients": path?}}."""
     path = Path(path)
@@ -206,6 +234,7 @@ class MixDataModule(L.LightningDataModule):
             },
             "alphas": alphas,
             "embeddings": methods,
+            "pair": {"e_a": e_a, "e_b": e_b},  # the line's ends (E_a may be a base mix's E_opt)
             "negative": negative,
             "meta": spec.meta,
         }
@@ -261,15 +290,7 @@ class MixVideoModule(L.LightningModule):
             compile: torch.compile the transformer.
         """
         super().__init__()
-        check_weights(pretrained, "CogVideoX")
-        if clip is not None:
-            check_weights(clip, "CLIP")
-        if dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {list(DTYPES)}; got {dtype!r}")
-        if num_frames < 1 or (num_frames - 1) % 4:
-            raise ValueError(f"model.num_frames must be 4k+1 (CogVideoX's VAE compresses time 4x), e.g. 9 or 49; got {num_frames}")
-        if height % 16 or width % 16 or height <= 0 or width <= 0:
-            raise ValueError(f"model.height and model.width must be positive multiples of 16; got {height}x{width}")
+        check_sampling(pretrained, clip, dtype, num_frames, height, width)
         if enable_model_cpu_offload and enable_sequential_cpu_offload:
             raise ValueError("choose one of model.enable_model_cpu_offload and model.enable_sequential_cpu_offload")
         self.save_hyperparameters()
@@ -278,16 +299,10 @@ class MixVideoModule(L.LightningModule):
         self.scorer = None
 
     def setup(self, stage: str) -> None:
-        from diffusers import CogVideoXPipeline
-
         from richspace.metrics import VideoCLIPScorer
 
         hp = self.hparams
-        pipe = CogVideoXPipeline.from_pretrained(
-            resolve_weights(hp.pretrained, "cogvideox"), text_encoder=None, tokenizer=None, dtype=DTYPES[hp.dtype]
-        )
-        for part in (pipe.transformer, pipe.vae):
-            part.requires_grad_(False).eval()
+        pipe = load_frozen_pipeline(hp.pretrained, hp.dtype)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         if hp.enable_sequential_cpu_offload:
             pipe.enable_sequential_cpu_offload(device=device)
@@ -301,7 +316,6 @@ class MixVideoModule(L.LightningModule):
             pipe.vae.enable_slicing()
         if hp.compile:
             pipe.transformer = torch.compile(pipe.transformer)
-        pipe.set_progress_bar_config(disable=True)
         object.__setattr__(self, "pipe", pipe)  # not a submodule: Lightning must not move or wrap it
         self.scorer = VideoCLIPScorer(resolve_weights(hp.clip, "clip"), device) if hp.clip is not None else None
 

@@ -30,7 +30,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from richspace.finder import interpolate
-from richspace.generation import DTYPES, MixDataModule, check_weights, resolve_weights, to_uint8
+from richspace.generation import DTYPES, MixDataModule, check_sampling, load_frozen_pipeline, resolve_weights, to_uint8
 from richspace.runs import atomic_write, atomic_write_text
 
 
@@ -116,14 +116,6 @@ class RefineDataModule(MixDataModule):
         mine = mine + [{"id": None}] * (per_rank - len(mine))  # no-op steps keep ranks in lockstep
         return DataLoader(mine, batch_size=1, collate_fn=lambda batch: batch[0])
 
-    def _item(self, results, mix_id, negative, encoder) -> dict:
-        item = super()._item(results, mix_id, negative, encoder)
-        spec = results[mix_id].spec
-        e_a = results[spec.base].embedding if spec.base else encoder([spec.a])[0][0]
-        (e_b,), _ = encoder([spec.b])
-        item["refine"] = {"e_a": e_a, "e_b": e_b, "e_guide": item["embeddings"]["guide"]}
-        return item
-
 
 # ---------------------------------------------------------------- module
 class RefineModule(L.LightningModule):
@@ -174,14 +166,7 @@ class RefineModule(L.LightningModule):
             max_sequence_length: text tokens (CogVideoX: 226).
         """
         super().__init__()
-        check_weights(pretrained, "CogVideoX")
-        check_weights(clip, "CLIP")
-        if dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {list(DTYPES)}; got {dtype!r}")
-        if num_frames < 1 or (num_frames - 1) % 4:
-            raise ValueError(f"model.num_frames must be 4k+1, e.g. 9 or 13; got {num_frames}")
-        if height % 16 or width % 16 or height <= 0 or width <= 0:
-            raise ValueError(f"model.height and model.width must be positive multiples of 16; got {height}x{width}")
+        check_sampling(pretrained, clip, dtype, num_frames, height, width)
         if not 1 <= grad_steps <= num_inference_steps:
             raise ValueError(
                 f"model.grad_steps (K={grad_steps}) must lie in 1..num_inference_steps ({num_inference_steps})"
@@ -202,6 +187,7 @@ class RefineModule(L.LightningModule):
         self.mix_ids: list[str] = []
         self.alpha_0: list[float] = []
         self.history: dict[str, list[dict]] = {}
+        self.best: dict[str, dict] = {}  # mix id -> {"objective", "alpha" (coefficients), "step"}
 
     # -------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -220,20 +206,13 @@ class RefineModule(L.LightningModule):
 
     def load_models(self, device: torch.device | str) -> None:
         """The frozen CogVideoX (no T5) and CLIP, kept out of the module tree and its checkpoints."""
-        from diffusers import CogVideoXPipeline
-
         from richspace.metrics import load_clip
 
         hp = self.hparams
-        pipe = CogVideoXPipeline.from_pretrained(
-            resolve_weights(hp.pretrained, "cogvideox"), text_encoder=None, tokenizer=None, dtype=DTYPES[hp.dtype]
-        )
-        pipe.transformer.requires_grad_(False).eval()
-        pipe.vae.requires_grad_(False).eval()
+        pipe = load_frozen_pipeline(hp.pretrained, hp.dtype)
         if hp.gradient_checkpointing:
             pipe.transformer.enable_gradient_checkpointing()
         pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
         clip_model, processor = load_clip(resolve_weights(hp.clip, "clip"))
         object.__setattr__(self, "pipe", pipe)
         object.__setattr__(self, "clip", clip_model.to(device))
@@ -264,7 +243,7 @@ class RefineModule(L.LightningModule):
         """The objective at coefficient alpha for a mix (its noise and timesteps fixed); also the frames."""
         hp = self.hparams
         pipe, device = self.pipe, self.device
-        ref, dtype = item["refine"], pipe.transformer.dtype
+        ref, dtype = item["pair"], pipe.transformer.dtype
         embeds = interpolate(ref["e_a"].to(device).double(), ref["e_b"].to(device).double(), alpha).to(dtype)
         negative = item["negative"].to(device=device, dtype=dtype)
         settings = dict(num_frames=hp.num_frames, height=hp.height, width=hp.width, guidance_scale=hp.guidance_scale,
@@ -323,6 +302,7 @@ class RefineModule(L.LightningModule):
         optimizer.zero_grad()
         self.manual_backward(-terms["objective"])
         before = alpha.detach().clone()
+        self.remember(item["id"], terms, before)
         optimizer.step()
         with torch.no_grad():
             alpha.clamp_(*self.hparams.alpha_range)  # projected gradient ascent
@@ -338,6 +318,13 @@ class RefineModule(L.LightningModule):
             logger.add_images(f"refine/{item['id']}/frames", to_uint8(frames.detach().cpu()), step)
         return None
 
+    def remember(self, mix_id: str, terms: dict, coefficients: Tensor) -> None:
+        """Keeps each mix's best coefficients seen so far (the closed-form start is the first)."""
+        step = len(self.history.get(mix_id, []))
+        value = float(terms["objective"].detach())
+        if mix_id not in self.best or value > self.best[mix_id]["objective"]:
+            self.best[mix_id] = {"objective": value, "alpha": coefficients.detach().cpu().clone(), "step": step}
+
     def owned(self) -> list[bool]:
         world, rank = self.trainer.world_size, self.trainer.global_rank
         items = [i["id"] for i in self.trainer.datamodule.items]
@@ -349,11 +336,12 @@ class RefineModule(L.LightningModule):
         state = checkpoint["state_dict"]
         for j, value in enumerate(merged):
             state[f"alphas.{j}"] = value
-        checkpoint["richspace"] = {"mix_ids": self.mix_ids, "alpha_0": self.alpha_0, "history": self.history}
+        checkpoint["richspace"] = {"mix_ids": self.mix_ids, "alpha_0": self.alpha_0, "history": self.history,
+                                   "best": self.best}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("richspace", {})
-        self.history = saved.get("history", {})
+        self.history, self.best = saved.get("history", {}), saved.get("best", {})
 
     def on_train_end(self) -> None:
         """Every rank: score its mixes' last coefficients, merge tables; rank 0 writes the result once."""
@@ -363,26 +351,28 @@ class RefineModule(L.LightningModule):
             if owned[j] and mix_id in items:
                 with torch.no_grad():
                     terms, _ = self.objective(items[mix_id], self.alphas[j].detach())
+                self.remember(mix_id, terms, self.alphas[j].detach())
                 self.history.setdefault(mix_id, []).append(
                     {"step": len(self.history[mix_id]), "alpha": float(self.alphas[j].mean()),
                      "final": True, **{k: float(v) for k, v in terms.items()}}
                 )
         merged = _merge_table([p.data for p in self.alphas], owned)
-        histories = [self.history]
+        shared = [(self.history, self.best)]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            histories = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(histories, self.history)
-        history = {k: v for h in histories for k, v in h.items()}
+            shared = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(shared, (self.history, self.best))
+        history = {k: v for h, _ in shared for k, v in h.items()}
+        best = {k: v for _, b in shared for k, v in b.items()}
         for p, value in zip(self.alphas, merged):
             p.data.copy_(value)
         if self.trainer.is_global_zero:
-            write_refinement(Path(self.trainer.datamodule.run_dir), self, merged, history)
+            write_refinement(Path(self.trainer.datamodule.run_dir), self, merged, history, best)
 
 
-def write_refinement(run_dir: Path, module: RefineModule, table: list[Tensor], history: dict) -> Path:
+def write_refinement(run_dir: Path, module: RefineModule, table: list[Tensor], history: dict, best: dict) -> Path:
     """refinement.json (and per-token coefficients as safetensors), atomically; infer.py reads it via alpha_from.
 
-    The refined coefficient is the best iterate seen (the closed-form start is one), so the
+    The refined coefficients are the best iterate seen (the closed-form start is one), so the
     objective after is never below the objective before.
     """
     from safetensors.torch import save_file
@@ -390,24 +380,22 @@ def write_refinement(run_dir: Path, module: RefineModule, table: list[Tensor], h
     mixes = {}
     for j, mix_id in enumerate(module.mix_ids):
         steps = history.get(mix_id, [])
-        if not steps:
+        if not steps or mix_id not in best:
             continue
-        best = max(range(len(steps)), key=lambda i: steps[i]["objective"])
+        chosen = best[mix_id]["alpha"]
         entry = {
-            "alpha": steps[best]["alpha"],
+            "alpha": float(chosen.mean()),
             "alpha_closed_form": module.alpha_0[j],
             "objective_before": steps[0]["objective"],
-            "objective_after": steps[best]["objective"],
-            "best_step": steps[best]["step"],
+            "objective_after": best[mix_id]["objective"],
+            "best_step": best[mix_id]["step"],
             "alpha_last": float(table[j].mean()),
-            "trajectory": [{k: v for k, v in s.items()} for s in steps],
+            "trajectory": steps,
         }
-        if module.hparams.per_token:  # per-token: the last iterate's coefficients (the best step's mean is above)
+        if module.hparams.per_token:
             name = f"coefficients/{mix_id}.safetensors"
-            atomic_write(run_dir / name, lambda tmp, v=table[j]: save_file({"alpha": v.float().contiguous()}, tmp))
+            atomic_write(run_dir / name, lambda tmp, v=chosen: save_file({"alpha": v.float().contiguous()}, tmp))
             entry["coefficients"] = name
-            entry["alpha"] = float(table[j].mean())
-            entry["objective_after"] = steps[-1]["objective"]
         mixes[mix_id] = entry
     path = run_dir / "refinement.json"
     atomic_write_text(path, json.dumps({"version": 1, "mixes": mixes}, indent=1) + "\n")

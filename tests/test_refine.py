@@ -147,6 +147,24 @@ def test_infer_reads_the_refinement(refined, tmp_path):
     assert row["alphas"]["refined"] == result(refined)["red-blue"]["alpha"] and "refined" in row["videos"]
 
 
+def test_per_token_coefficients_reach_infer(tmp_path):
+    refine_dir, gen_dir = tmp_path / "refine", tmp_path / "gen"
+    train("--run_dir", str(refine_dir), "--data.only", "[red-blue]", "--trainer.max_epochs", "3",
+          "--model.per_token", "true")
+    entry = result(refine_dir)["red-blue"]
+    from safetensors.torch import load_file
+
+    coefficients = load_file(refine_dir / entry["coefficients"])["alpha"]
+    assert coefficients.shape == (226,) and ((0 <= coefficients) & (coefficients <= 1)).all()
+    assert entry["objective_after"] >= entry["objective_before"]
+    assert entry["alpha"] == pytest.approx(float(coefficients.double().mean()), abs=1e-6)
+    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--run_dir", str(gen_dir), "--data.only",
+                           "[red-blue]", "--data.alpha_from", str(refine_dir / "refinement.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "refined" in json.loads((gen_dir / "results.jsonl").read_text())["videos"]
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
