@@ -6,7 +6,8 @@
     torchrun --nnodes 2 --nproc_per_node 8 ... train.py --config ... --trainer.devices 8 --trainer.num_nodes 2
 
 Then: python infer.py --data.alpha_from RUN_DIR/refinement.json  (adds the `refined` video).
-A killed run started again with the same command resumes from RUN_DIR/checkpoints/last.ckpt.
+A killed run started again with the same command resumes from RUN_DIR/checkpoints/last.ckpt;
+--overwrite true starts again from the closed-form alphas.
 """
 
 import sys
@@ -32,7 +33,8 @@ def main(args: list[str] | None = None) -> None:
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=1, save_top_k=0)
     cli.trainer.callbacks.append(checkpoints)
     last = run_dir / "checkpoints" / "last.ckpt"
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if last.is_file() else None)
+    resume = last.is_file() and not cli.config["overwrite"]  # --overwrite true starts from the closed form again
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if resume else None)
 
 
 if __name__ == "__main__":
