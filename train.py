@@ -11,7 +11,6 @@ A killed run started again with the same command resumes from RUN_DIR/checkpoint
 """
 
 import sys
-import warnings
 from pathlib import Path
 
 from jsonargparse import lazy_instance
@@ -25,12 +24,13 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "refine-tiny.yaml
 
 def main(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
-    # Checkpoints hold the coefficients after each step's update, which is what resuming needs.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     cli = build_cli(RefineModule, RefineDataModule, args, DEFAULT_CONFIG,
                     {"use_distributed_sampler": False, "strategy": lazy_instance(IndependentDDPStrategy)})
     run_dir = prepare_run_dir(cli)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=1, save_top_k=0)
+    # At each epoch's end (one step per mix): Lightning restarts a plain dataloader from its start on resume,
+    # so a mid-epoch checkpoint would step some mixes twice. A resume redoes at most one step per mix.
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
+                                  save_on_train_epoch_end=True, enable_version_counter=False)
     cli.trainer.callbacks.append(checkpoints)
     last = run_dir / "checkpoints" / "last.ckpt"
     resume = last.is_file() and not cli.config["overwrite"]  # --overwrite true starts from the closed form again

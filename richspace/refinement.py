@@ -90,6 +90,15 @@ class IndependentDDPStrategy(DDPStrategy):
         pass
 
 
+def _gather(obj) -> list:
+    """The object from every rank (just [obj] without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
 def _merge_table(values: list[Tensor], owned: list[bool]) -> list[Tensor]:
     """Every rank gets each mix's coefficients from the rank that owns the mix."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -294,6 +303,10 @@ class RefineModule(L.LightningModule):
     # -------------------------------------------------------------- loop
     def training_step(self, item: dict, batch_idx: int) -> None:
         if item["id"] is None:  # padding: this rank has no mix for this step
+            # Still one optimizer step (no gradients: Adam leaves parameters and state as they are), so that
+            # global_step, and the checkpoints it triggers on every rank together, stay in lockstep.
+            optimizers = self.optimizers()
+            (optimizers[0] if isinstance(optimizers, list) else optimizers).step()
             return None
         j = self.mix_ids.index(item["id"])
         optimizer = self.optimizers()[j] if len(self.alphas) > 1 else self.optimizers()
@@ -331,13 +344,31 @@ class RefineModule(L.LightningModule):
         return [items.index(m) % world == rank if m in items else rank == 0 for m in self.mix_ids]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Every rank calls this; the saved table holds each mix's coefficients from its owner."""
-        merged = _merge_table([p.data for p in self.alphas], self.owned())
+        """Every rank calls this; the saved coefficients and Adam states of each mix come from its owner."""
+        owned = self.owned()
+        merged = _merge_table([p.data for p in self.alphas], owned)
         state = checkpoint["state_dict"]
         for j, value in enumerate(merged):
             state[f"alphas.{j}"] = value
-        checkpoint["richspace"] = {"mix_ids": self.mix_ids, "alpha_0": self.alpha_0, "history": self.history,
-                                   "best": self.best}
+        gathered = _gather((owned, checkpoint.get("optimizer_states"), self.history, self.best))
+        if "optimizer_states" in checkpoint:
+            checkpoint["optimizer_states"] = [
+                next(states[j] for mine, states, _, _ in gathered if mine[j]) for j in range(len(self.alphas))
+            ]
+        history, best = self._from_owners([(mine, h, b) for mine, _, h, b in gathered])
+        checkpoint["richspace"] = {"mix_ids": self.mix_ids, "alpha_0": self.alpha_0, "history": history, "best": best}
+
+    def _from_owners(self, gathered: list[tuple[list[bool], dict, dict]]) -> tuple[dict, dict]:
+        """Each mix's history and best from the rank that owns it (others may hold stale copies)."""
+        history, best = {}, {}
+        for j, mix_id in enumerate(self.mix_ids):
+            for mine, h, b in gathered:
+                if mine[j]:
+                    if mix_id in h:
+                        history[mix_id] = h[mix_id]
+                    if mix_id in b:
+                        best[mix_id] = b[mix_id]
+        return history, best
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("richspace", {})
@@ -348,7 +379,8 @@ class RefineModule(L.LightningModule):
         items = {item["id"]: item for item in self.trainer.datamodule.items}
         owned = self.owned()
         for j, mix_id in enumerate(self.mix_ids):
-            if owned[j] and mix_id in items:
+            done = bool(self.history.get(mix_id)) and self.history[mix_id][-1].get("final", False)  # a finished run
+            if owned[j] and mix_id in items and not done:
                 with torch.no_grad():
                     terms, _ = self.objective(items[mix_id], self.alphas[j].detach())
                 self.remember(mix_id, terms, self.alphas[j].detach())
@@ -357,12 +389,7 @@ class RefineModule(L.LightningModule):
                      "final": True, **{k: float(v) for k, v in terms.items()}}
                 )
         merged = _merge_table([p.data for p in self.alphas], owned)
-        shared = [(self.history, self.best)]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            shared = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(shared, (self.history, self.best))
-        history = {k: v for h, _ in shared for k, v in h.items()}
-        best = {k: v for _, b in shared for k, v in b.items()}
+        history, best = self._from_owners(_gather((owned, self.history, self.best)))
         for p, value in zip(self.alphas, merged):
             p.data.copy_(value)
         if self.trainer.is_global_zero:

@@ -17,7 +17,7 @@ from richspace.refinement import RefineDataModule, RefineModule, clip_pixel_valu
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "train.py")]
-MIXES = "[red-blue, tiger-zebra]"
+MIXES = "[red-blue, tiger-zebra, green-red]"  # three: on two processes one takes a padding step
 EXACT = ["--data.only", MIXES, "--trainer.max_epochs", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
 
 
@@ -33,7 +33,7 @@ def result(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def module_and_data(tmp_path_factory):
-    data = RefineDataModule(only=["red-blue", "tiger-zebra"], run_dir=str(tmp_path_factory.mktemp("unused")))
+    data = RefineDataModule(only=["red-blue", "tiger-zebra", "green-red"], run_dir=str(tmp_path_factory.mktemp("u")))
     data.prepare_data()
     data.setup("fit")
     module = RefineModule()
@@ -106,32 +106,35 @@ def test_only_the_coefficients_learn(module_and_data):
 
 
 def test_a_killed_refinement_resumes_to_the_same_result(tmp_path):
-    args = ["--data.only", "[red-blue]", "--trainer.max_epochs", "8"]
+    """Two processes, three mixes (one rank pads), killed after a few epoch checkpoints, started again."""
+    args = ["--data.only", MIXES, "--trainer.max_epochs", "8", "--trainer.devices", "2"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     train("--run_dir", str(whole), *args)
-    proc = subprocess.Popen([*TRAIN, "--run_dir", str(killed), *args], cwd=REPO,
+    proc = subprocess.Popen([*TRAIN, "--run_dir", str(killed), *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last, deadline = killed / "checkpoints" / "last.ckpt", time.time() + 120
+    last, deadline = killed / "checkpoints" / "last.ckpt", time.time() + 180
     seen = set()
-    while time.time() < deadline and len(seen) < 3:  # let a few steps be checkpointed
+    while time.time() < deadline and len(seen) < 3:  # let a few epochs be checkpointed
         if last.is_file():
             seen.add(last.stat().st_mtime_ns)
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # both ranks
     proc.wait()
     assert not (killed / "refinement.json").exists(), "the run should be killed midway"
     train("--run_dir", str(killed), *args)
-    a, b = result(whole)["red-blue"], result(killed)["red-blue"]
-    assert a["alpha"] == b["alpha"] and a["alpha_last"] == b["alpha_last"]
-    assert [s["alpha"] for s in a["trajectory"]] == [s["alpha"] for s in b["trajectory"]]
-    assert [s["objective"] for s in a["trajectory"]] == pytest.approx([s["objective"] for s in b["trajectory"]], abs=1e-6)
+    for mix_id, a in result(whole).items():
+        b = result(killed)[mix_id]
+        assert a["alpha"] == b["alpha"] and a["alpha_last"] == b["alpha_last"], mix_id
+        assert [s["alpha"] for s in a["trajectory"]] == [s["alpha"] for s in b["trajectory"]], mix_id
+        assert [s["objective"] for s in a["trajectory"]] == pytest.approx([s["objective"] for s in b["trajectory"]],
+                                                                         abs=1e-6)
 
 
 def test_two_processes_share_one_table(refined, tmp_path):
     run_dir = tmp_path / "ddp"
     train("--run_dir", str(run_dir), *EXACT, "--trainer.devices", "2")
     one, two = result(refined), result(run_dir)
-    assert set(one) == set(two) == {"red-blue", "tiger-zebra"}  # both mixes, from two ranks, in one file
+    assert set(one) == set(two) == {"red-blue", "tiger-zebra", "green-red"}  # from two ranks, in one file
     for mix_id in one:  # each mix refined on its own rank, with another thread count: equal to rounding
         assert two[mix_id]["alpha"] == pytest.approx(one[mix_id]["alpha"], abs=1e-3)
         assert two[mix_id]["objective_after"] == pytest.approx(one[mix_id]["objective_after"], abs=1e-3)
