@@ -64,16 +64,26 @@ def t5_prompt_embeds(
     return prompt_embeds[0].to(dtype=text_encoder.dtype), n_ids, truncated
 
 
+def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
+    """One clear error for a local weights path that is not a directory; 'tiny' and hub ids pass
+    (a hub id is anything of the form owner/name that is not an existing path)."""
+    name = str(name)
+    if name == "tiny":
+        return
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
+            "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), or 'tiny'"
+        )
+
+
 def resolve_checkpoint(model: str | Path, parts: Sequence[str] = ENCODER_PARTS) -> Path:
     """A local directory for a diffusers checkpoint: the path itself, or a hub id's cached snapshot."""
+    check_weights(model)
     path = Path(model).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
-        raise FileNotFoundError(
-            f"weights not found at {model!r}: give a diffusers-format CogVideoX directory or a hub id such as "
-            "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache)"
-        )
     from huggingface_hub import snapshot_download
 
     patterns = ["model_index.json", *(f"{p}/*" for p in parts)]

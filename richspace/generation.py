@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from richspace.encoding import check_weights
 from richspace.finder import interpolate
 from richspace.runs import mix_seed, read_record, remove_temporaries
 from richspace.specs import SpecError, load_specs
@@ -40,18 +41,6 @@ def resolve_weights(name: str, part: str) -> str:
 
         return str(tiny_checkpoint() / part)
     return name
-
-
-def check_weights(name: str, what: str) -> None:
-    """One clear error for a weights path that does not exist (hub ids are left to from_pretrained)."""
-    if name == "tiny":
-        return
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
-    if looks_local and not Path(name).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
-            "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), or 'tiny'"
-        )
 
 
 def check_sampling(pretrained: str, clip: str | None, dtype: str, num_frames: int, height: int, width: int) -> None:
@@ -159,7 +148,6 @@ class MixDataModule(L.LightningDataModule):
         self.pretrained, self.max_sequence_length = pretrained, max_sequence_length
         self.text_encoder_dtype, self.cache_dir = DTYPES[text_encoder_dtype], cache_dir
         self.items: list[dict] = []
-        self.skipped: list[str] = []
 
     @property
     def selected(self) -> list[str]:
@@ -194,20 +182,15 @@ class MixDataModule(L.LightningDataModule):
         missing = [i for i in self.selected if self.refined and i not in self.refined]
         if missing:
             warnings.warn(f"alpha_from has no refined alpha for mixes {missing}; they get no 'refined' video")
-        self.items, self.skipped = [], []
+        self.items = []
         for mix_id in self.selected:
             if not self.overwrite and read_record(self.run_dir, mix_id) is not None:
-                self.skipped.append(mix_id)
-                continue
-            self.items.append(self._item(results, mix_id, negative, encoder))
+                continue  # finished in an earlier run
+            self.items.append(self._item(results, mix_id, negative))
 
-    def _item(self, results, mix_id: str, negative: Tensor, encoder) -> dict:
+    def _item(self, results, mix_id: str, negative: Tensor) -> dict:
         r = results[mix_id]
-        spec = r.spec
-        e_a = results[spec.base].embedding if spec.base else None
-        (e_b, e_guide), _ = encoder([spec.b, spec.guide])
-        if e_a is None:
-            (e_a,), _ = encoder([spec.a])
+        spec, e_a, e_b, e_guide = r.spec, r.e_a, r.e_b, r.e_guide
         methods = {"guide": e_guide, "average": interpolate(e_a, e_b, 0.5), "finder": r.embedding}
         alphas = {"guide": None, "average": 0.5, "finder": r.alpha}
         if mix_id in self.refined:

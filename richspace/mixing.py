@@ -19,11 +19,15 @@ Encode = Callable[[Sequence[str]], tuple[Tensor, Tensor]]  # prompts -> (N, L, d
 
 @dataclass(frozen=True)
 class MixResult:
-    """A mix's finder result with the token counts it used: (A or the base's carried count, B, guide)."""
+    """A mix's finder result with the inputs it used: E_a (a base mix's E_opt for a chain), E_b, the
+    guide's embedding, and the token counts (A or the base's carried count, B, guide)."""
 
     spec: MixSpec
     found: Interpolation
     n_ids: tuple[int, int, int]
+    e_a: Tensor
+    e_b: Tensor
+    e_guide: Tensor
 
     @property
     def index(self) -> int:
@@ -62,5 +66,5 @@ def find_mixes(
             found = find_interpolation(e_a, e_b, e_c, (n_a, n_b, n_c), k, scoring, projection)
         except ValueError as e:
             raise ValueError(f"mix '{spec.id}': {e}") from None
-        results[spec.id] = MixResult(spec, found, (n_a, n_b, n_c))
+        results[spec.id] = MixResult(spec, found, (n_a, n_b, n_c), e_a, e_b, e_c)
     return results

@@ -197,6 +197,7 @@ class RefineModule(L.LightningModule):
         self.alpha_0: list[float] = []
         self.history: dict[str, list[dict]] = {}
         self.best: dict[str, dict] = {}  # mix id -> {"objective", "alpha" (coefficients), "step"}
+        self._text_cache: dict[tuple[str, ...], Tensor] = {}
 
     # -------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -241,6 +242,13 @@ class RefineModule(L.LightningModule):
 
     # -------------------------------------------------------------- objective
     def text_features(self, texts: list[str]) -> Tensor:
+        """(len(texts), D) normalised CLIP text features, computed once per list of prompts."""
+        key = tuple(texts)
+        if key not in self._text_cache:
+            self._text_cache[key] = self._encode_texts(texts)
+        return self._text_cache[key]
+
+    def _encode_texts(self, texts: list[str]) -> Tensor:
         limit = self.clip.config.text_config.max_position_embeddings  # truncated as torchmetrics' CLIPScore does
         batch = self.processor.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         batch = batch.to(self.device)
