@@ -1,6 +1,7 @@
 """Generate the mixed videos through a frozen CogVideoX and compare methods on the same seed.
 
-    python infer.py                                           # embedded default: configs/tiny.yaml, CPU
+    python infer.py                                           # embedded default: configs/toy.yaml (toy world), CPU
+    python infer.py --config configs/tiny.yaml                # random tiny checkpoint: plumbing only
     python infer.py --config configs/cogvideox-2b.yaml        # real run: one GPU, diffusers' defaults
     python infer.py --config configs/cogvideox-2b.yaml --trainer.devices 8      # 8 GPUs, one machine
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \
@@ -19,7 +20,7 @@ from richspace.cli import build_cli, prepare_run_dir
 from richspace.generation import MixDataModule, MixVideoModule
 from richspace.writer import RunWriter, finish_run
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
 
 
 def main(args: list[str] | None = None) -> None:

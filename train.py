@@ -1,11 +1,12 @@
 """Refine each mix's interpolation coefficient against a CLIP objective, from the closed-form alpha.
 
-    python train.py                                              # embedded default: configs/refine-tiny.yaml, CPU
+    python train.py                                              # embedded default: configs/refine-toy.yaml, CPU
     python train.py --config configs/refine-cogvideox-2b.yaml    # real run: one GPU
     python train.py --config configs/refine-cogvideox-2b.yaml --trainer.devices 8    # mixes split over 8 GPUs
     torchrun --nnodes 2 --nproc_per_node 8 ... train.py --config ... --trainer.devices 8 --trainer.num_nodes 2
 
-Then: python infer.py --data.alpha_from RUN_DIR/refinement.json  (adds the `refined` video).
+Then: python infer.py --data.alpha_from RUN_DIR/refinement.json  (adds the `refined` video;
+the default run writes runs/refine-toy/refinement.json).
 A killed run started again with the same command resumes from RUN_DIR/checkpoints/last.ckpt;
 --overwrite true starts again from the closed-form alphas.
 """
@@ -19,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from richspace.cli import build_cli, prepare_run_dir
 from richspace.refinement import IndependentDDPStrategy, RefineDataModule, RefineModule
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "refine-tiny.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "refine-toy.yaml"
 
 
 def main(args: list[str] | None = None) -> None:

@@ -35,7 +35,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_weights(name: str, part: str) -> str:
-    """'tiny' -> the built tiny checkpoint's folder; a local path must exist; anything else is a hub id."""
+    """'toy' -> the trained toy weights in the package; 'tiny' -> the built random tiny checkpoint;
+    a local path must exist; anything else is a hub id."""
+    if name == "toy":
+        from richspace.toy import toy_weights
+
+        return str(toy_weights() / part)
     if name == "tiny":
         from richspace.tiny import tiny_checkpoint
 
@@ -142,6 +147,14 @@ class MixDataModule(L.LightningDataModule):
             raise ValueError(f"data.sweep indices must lie in 0..k={k}; got {bad_sweep}")
         if text_encoder_dtype not in DTYPES:
             raise ValueError(f"data.text_encoder_dtype must be one of {list(DTYPES)}; got {text_encoder_dtype!r}")
+        for spec in self.specs:
+            if "expect" in spec.meta:  # a toy mix's success criterion (richspace.toy.world.judge)
+                from richspace.toy.world import check_expect
+
+                try:
+                    check_expect(spec.meta["expect"], f"{experiments}: mix '{spec.id}'")
+                except ValueError as e:
+                    raise SpecError(str(e)) from None
         self.refined = load_refinement(alpha_from) if alpha_from else {}
         self.only, self.run_dir, self.overwrite = only, Path(run_dir), overwrite
         self.k, self.scoring, self.projection, self.seed, self.sweep = k, scoring, projection, seed, list(sweep or [])
@@ -257,10 +270,11 @@ class MixVideoModule(L.LightningModule):
         vae_tiling: bool = False,
         vae_slicing: bool = False,
         compile: bool = False,
+        readout: bool = False,
     ) -> None:
         """
         Args:
-            pretrained: CogVideoX weights: 'tiny', a hub id (THUDM/CogVideoX-2b, -5b) or a local directory.
+            pretrained: CogVideoX weights: 'toy' (trained toy world), 'tiny' (random), a hub id (THUDM/CogVideoX-2b, -5b) or a local directory.
             clip: CLIP for the metrics: 'tiny', a hub id (openai/clip-vit-large-patch14), a local directory,
                 or None for no metrics (videos only).
             dtype: transformer and VAE dtype: float32, bfloat16 (GPU default) or float16.
@@ -271,6 +285,8 @@ class MixVideoModule(L.LightningModule):
             enable_model_cpu_offload, enable_sequential_cpu_offload: diffusers' offload (less GPU memory, slower).
             vae_tiling, vae_slicing: decode in tiles / one video at a time (less memory).
             compile: torch.compile the transformer.
+            readout: read each video's attributes from its pixels (toy world only) and judge
+                mixes whose spec has ``expect``: records get ``readouts`` and ``success``.
         """
         super().__init__()
         check_sampling(pretrained, clip, dtype, num_frames, height, width)
@@ -321,13 +337,19 @@ class MixVideoModule(L.LightningModule):
         return to_uint8(out.frames[0].float()).cpu()
 
     def predict_step(self, item: dict, batch_idx: int = 0) -> dict:
-        videos, metrics = {}, {}
-        texts = item["texts"]
+        videos, metrics, readouts, success = {}, {}, {}, {}
+        texts, expect = item["texts"], item["meta"].get("expect")
         for method, embeds in item["embeddings"].items():
             videos[method] = self.generate(embeds, item["negative"], item["seed"])
             if self.scorer is not None:
                 metrics[method] = self.scorer.video_metrics(videos[method], texts["a"], texts["b"], texts["guide"])
-        return {"videos": videos, "metrics": metrics}
+            if self.hparams.readout:
+                from richspace.toy.world import judge, readout
+
+                readouts[method] = readout(videos[method].numpy())
+                if expect is not None:
+                    success[method] = judge(expect, readouts[method])
+        return {"videos": videos, "metrics": metrics, "readouts": readouts, "success": success}
 
 
 def write_mp4(frames: Tensor, path: str, fps: int, crf: int = 18) -> None:

@@ -74,12 +74,19 @@ class VideoCLIPScorer:
 
 
 def mean_table(records: Sequence[dict], methods: Sequence[str]) -> str:
-    """A Markdown table of methods by mean metric over the records' ``metrics``."""
-    lines = ["| method | " + " | ".join(METRICS) + " | mixes |", "|---" * (len(METRICS) + 2) + "|"]
+    """A Markdown table of methods by mean metric over the records' ``metrics`` and, where records
+    carry toy-world verdicts (``success``), each method's success rate."""
+    has_metrics = any(r.get("metrics") for r in records)
+    has_success = any(r.get("success") for r in records)
+    columns = (list(METRICS) if has_metrics else []) + (["success"] if has_success else [])
+    lines = ["| method | " + " | ".join(columns) + " | mixes |", "|---" * (len(columns) + 2) + "|"]
     for method in methods:
         rows = [r["metrics"][method] for r in records if method in r.get("metrics", {})]
-        if not rows:
+        wins = [r["success"][method]["success"] for r in records if method in r.get("success", {})]
+        if not rows and not wins:
             continue
-        means = [sum(row[m] for row in rows) / len(rows) for m in METRICS]
-        lines.append(f"| {method} | " + " | ".join(f"{v:.3f}" for v in means) + f" | {len(rows)} |")
+        cells = [f"{sum(row[m] for row in rows) / len(rows):.3f}" if rows else "-" for m in METRICS] if has_metrics else []
+        if has_success:
+            cells.append(f"{sum(wins)}/{len(wins)}" if wins else "-")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {max(len(rows), len(wins))} |")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from richspace.generation import read_mp4, write_mp4
 from richspace.metrics import mean_table
 from richspace.runs import atomic_write, atomic_write_text, mix_dir, read_record
 
-RESULT_KEYS = ("id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas")
+RESULT_KEYS = ("id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas", "readouts", "success")
 METHOD_ORDER = ("guide", "average", "finder", "refined")
 
 
@@ -42,6 +42,7 @@ class RunWriter(BasePredictionWriter):
             videos[method] = path.relative_to(self.run_dir).as_posix()
         record = {key: item[key] for key in ("id", "index", "alpha", "n_ids", "seed")}
         record |= {"videos": videos, "metrics": prediction["metrics"], "alphas": item["alphas"]}
+        record |= {"readouts": prediction.get("readouts", {}), "success": prediction.get("success", {})}
         record |= {"scores": item["scores"], "texts": item["texts"], "meta": item["meta"]}
         atomic_write_text(folder / "record.json", json.dumps(record, indent=1) + "\n")
 
@@ -53,7 +54,7 @@ def finish_run(run_dir: Path, ids: list[str], logger=None) -> str:
     missing = [mix_id for mix_id, r in zip(ids, records) if r is None]
     if missing:
         raise RuntimeError(f"mixes {missing} have no complete record in {run_dir}; run again to finish them")
-    lines = "".join(json.dumps({k: r[k] for k in RESULT_KEYS}) + "\n" for r in records)
+    lines = "".join(json.dumps({k: r[k] for k in RESULT_KEYS if k in r}) + "\n" for r in records)
     atomic_write_text(run_dir / "results.jsonl", lines)
     methods = method_order({m for r in records for m in r["videos"]})
     table = mean_table(records, methods)
@@ -105,5 +106,7 @@ def log_tensorboard(writer, run_dir: Path, records: list[dict], methods: list[st
         for method, values in record["metrics"].items():
             for name, value in values.items():
                 writer.add_scalar(f"eval/{method}/{name}", value, step)
+        for method, verdicts in record.get("success", {}).items():
+            writer.add_scalar(f"eval/{method}/success", float(verdicts["success"]), step)
     writer.add_text("results", table)
     writer.flush()

@@ -16,7 +16,8 @@ from richspace.generation import read_mp4, resolve_weights
 from richspace.runs import mix_seed
 
 REPO = Path(__file__).resolve().parents[1]
-INFER = [sys.executable, str(REPO / "infer.py")]
+TINY = ["--config", str(REPO / "configs" / "tiny.yaml")]  # these tests run the random tiny checkpoint
+INFER = [sys.executable, str(REPO / "infer.py"), *TINY]
 TWO = "[tiger-zebra, red-blue]"
 
 
@@ -190,7 +191,7 @@ def test_bad_input_is_one_line_before_models_load(args, expected, tmp_path, monk
     monkeypatch.setattr(CogVideoXPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
     run_args = ["--run_dir", str(tmp_path / "run")] if "--run_dir" not in args else []
     with pytest.raises(SystemExit) as info:
-        infer_script.main([*run_args, *args])
+        infer_script.main([*TINY, *run_args, *args])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and expected in err[-1]
@@ -202,7 +203,7 @@ def test_bad_specs_file(tmp_path, capsys):
     specs = tmp_path / "specs.yaml"
     specs.write_text(yaml.safe_dump([{"id": "m", "base": "m", "b": "x", "guide": "y"}]))
     with pytest.raises(SystemExit):
-        infer_script.main(["--experiments", str(specs), "--data.only", "null", "--run_dir", str(tmp_path / "r")])
+        infer_script.main([*TINY, "--experiments", str(specs), "--data.only", "null", "--run_dir", str(tmp_path / "r")])
     assert "base chain forms a cycle" in capsys.readouterr().err
 
 

@@ -16,7 +16,8 @@ import torch
 from richspace.refinement import RefineDataModule, RefineModule, clip_pixel_values, soft_min
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, str(REPO / "train.py")]
+TINY = ["--config", str(REPO / "configs" / "refine-tiny.yaml")]  # the random tiny checkpoint
+TRAIN = [sys.executable, str(REPO / "train.py"), *TINY]
 MIXES = "[red-blue, tiger-zebra, green-red]"  # three: on two processes one takes a padding step
 EXACT = ["--data.only", MIXES, "--trainer.max_epochs", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
 
@@ -184,7 +185,7 @@ def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys
     import train as train_script
 
     with pytest.raises(SystemExit) as info:
-        train_script.main(["--run_dir", str(tmp_path), *args])
+        train_script.main([*TINY, "--run_dir", str(tmp_path), *args])
     assert info.value.code == 2
     assert expected in capsys.readouterr().err.strip().splitlines()[-1]
 

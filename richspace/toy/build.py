@@ -1,0 +1,63 @@
+"""Trains the toy world's CogVideoX, T5 and CLIP from scratch and (with --ship) installs them in the package.
+
+    python -m richspace.toy.build                      # about 20 minutes on 2 CPU cores -> runs/toy-build
+    python -m richspace.toy.build --ship               # then copy the weights into richspace/toy/weights
+    tensorboard --logdir runs/toy-build/logs           # the stages' losses
+
+A killed build started again with the same command resumes at the stage it was in. The
+same seed gives the same data and initialisation; CPU kernels may still differ in the last
+bits between machines, so retrained weights match the shipped ones in quality, not bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from richspace.toy.training import BuildConfig, build
+
+from richspace.toy import WEIGHTS
+MAX_BYTES = 16 * 2**20  # the package's budget for shipped weights
+
+
+def ship(out: Path, dest: Path = WEIGHTS) -> int:
+    """Copies out/cogvideox and out/clip (safetensors and configs) into dest; returns the bytes shipped."""
+    parts = [out / "cogvideox", out / "clip"]
+    missing = [str(p) for p in parts if not p.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no trained model at {missing}; run the build to the end first")
+    size = sum(f.stat().st_size for p in parts for f in p.rglob("*") if f.is_file())
+    if size > MAX_BYTES:
+        raise ValueError(f"trained weights take {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB budget")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for p in parts:
+        shutil.copytree(p, tmp / p.name)
+    stages = {f.stem: json.loads(f.read_text()) for f in sorted((out / "stages").glob("*.json"))}
+    manifest = {"build_config": json.loads((out / "build_config.json").read_text()), "stages": stages}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return size
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/toy-build", help="build directory (logs, stages, models)")
+    parser.add_argument("--ship", action="store_true", help="copy the trained weights into the package")
+    for f in fields(BuildConfig):
+        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+    args = parser.parse_args(argv)
+    config = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+    out = build(args.out, config)
+    print(f"trained models in {out}/cogvideox and {out}/clip")
+    if args.ship:
+        print(f"shipped {ship(out) / 2**20:.1f} MB to {WEIGHTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

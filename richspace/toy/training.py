@@ -1,0 +1,390 @@
+"""Trains the toy world's models from scratch: stock diffusers and transformers classes, Lightning loops.
+
+Stages, each a LightningModule logged to TensorBoard (``OUT/logs/<stage>``) and saved in its
+library's own format before the next starts (a rerun skips finished stages, so a killed
+build resumes at the stage it was in):
+
+1. ``vae``: AutoencoderKLCogVideoX (3 blocks: 32x32x9 -> 8x8x3 latents, 16 channels) on
+   rendered videos; the loss weights object pixels up, since shape lives in few pixels.
+2. ``latents``: the VAE encodes the video pool once (posterior mean and log-variance) and
+   sets ``scaling_factor`` to one over the latents' std; its reconstructions feed CLIP.
+3. ``denoiser``: a T5EncoderModel (byte-level tokenizer) and a CogVideoXTransformer3DModel
+   trained together on v-prediction, as diffusers' CogVideoX fine-tuning example, with the
+   pipeline's text handling (padded to the max length, no attention mask), 10% empty
+   captions for classifier-free guidance, and an EMA of the weights.
+4. ``clip``: a CLIPModel trained contrastively on single frames (clean and VAE-reconstructed)
+   and captions, so the refinement objective and CLIPScore use it unchanged.
+
+The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
+``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from richspace.toy import world
+
+TEXT_LEN = 48  # bytes + </s>: every toy caption and mix prompt fits
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class BuildConfig:
+    """The toy build's knobs; the defaults are what shipped weights were trained with."""
+
+    seed: int = 0
+    pool: int = 3000  # rendered training videos
+    vae_steps: int = 1200
+    vae_batch: int = 8
+    vae_lr: float = 2e-3
+    denoiser_steps: int = 2600
+    denoiser_batch: int = 64
+    denoiser_lr: float = 1e-3
+    ema_decay: float = 0.995
+    caption_dropout: float = 0.1
+    clip_steps: int = 600
+    clip_batch: int = 128
+    clip_lr: float = 2e-3
+    threads: int = 2
+
+
+# ---- the stock models at toy size ---------------------------------------------------------------
+
+
+def build_vae():
+    from diffusers import AutoencoderKLCogVideoX
+
+    return AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
+        block_out_channels=(8, 16, 32), latent_channels=16, layers_per_block=1, norm_num_groups=4,
+        temporal_compression_ratio=4, sample_height=world.SIZE, sample_width=world.SIZE, scaling_factor=1.0,
+    )
+
+
+def build_text_encoder():
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=259, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=16, relative_attention_max_distance=64, feed_forward_proj="gated-gelu",
+            dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )
+    )
+
+
+def build_transformer():
+    from diffusers import CogVideoXTransformer3DModel
+
+    return CogVideoXTransformer3DModel(
+        num_attention_heads=4, attention_head_dim=16, in_channels=16, out_channels=16, time_embed_dim=64,
+        text_embed_dim=64, num_layers=4, sample_width=world.SIZE // 4, sample_height=world.SIZE // 4,
+        sample_frames=world.FRAMES, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=TEXT_LEN,
+        use_rotary_positional_embeddings=False,
+    )
+
+
+def build_scheduler():
+    """CogVideoX-2b's scheduler settings (scaled_linear, v-prediction, zero-SNR, trailing spacing)."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    return CogVideoXDDIMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True,
+        snr_shift_scale=3.0, timestep_spacing="trailing",
+    )
+
+
+def build_clip():
+    from transformers import CLIPConfig, CLIPModel
+
+    from richspace.tiny import byte_level_clip_tokenizer
+
+    tokenizer = byte_level_clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+            image_size=world.SIZE, patch_size=4,
+        ),
+        projection_dim=64,
+    )
+    return CLIPModel(config), tokenizer
+
+
+def t5_tokenizer():
+    from richspace.tiny import byte_level_t5_tokenizer
+
+    return byte_level_t5_tokenizer(TEXT_LEN)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+def render_pool(count: int, seed: int) -> tuple[Tensor, list[str], list[world.Attributes]]:
+    """(N, F, 3, H, W) uint8 training videos, their captions and attributes, from the training combinations."""
+    rng = np.random.default_rng(seed)
+    combos = world.training_combinations()
+    videos, captions, truth = [], [], []
+    for i in range(count):
+        combo = combos[i % len(combos)] if i < len(combos) else combos[rng.integers(len(combos))]
+        attrs = world.sample_attributes(rng, combo)
+        videos.append(world.render_uint8(attrs))
+        captions.append(world.caption(attrs.colour, attrs.shape, attrs.pattern, attrs.direction))
+        truth.append(attrs)
+    return torch.from_numpy(np.stack(videos)), captions, truth
+
+
+class Indexed(Dataset):
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _loader(count: int, batch: int, seed: int) -> DataLoader:
+    return DataLoader(Indexed(count), batch_size=batch, shuffle=True, drop_last=True,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def to_vae_input(videos: Tensor) -> Tensor:
+    """(B, F, 3, H, W) uint8 -> (B, 3, F, H, W) in [-1, 1], the VAE's layout."""
+    return videos.permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _adamw(params, lr: float, total: int, warmup: int = 100):
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, warmup))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def readout_accuracy(videos, truth: list[world.Attributes]) -> dict[str, float]:
+    """Fraction of videos whose readout matches the truth, per attribute."""
+    hits = {"colour": 0, "shape": 0, "pattern": 0, "direction": 0}
+    for video, attrs in zip(videos, truth):
+        read = world.readout(np.asarray(video))
+        for key in hits:
+            hits[key] += read.get(key) == getattr(attrs, key)
+    return {key: round(value / len(truth), 3) for key, value in hits.items()}
+
+
+# ---- stages -------------------------------------------------------------------------------------
+
+
+class VAEModule(L.LightningModule):
+    """AutoencoderKLCogVideoX: object-weighted MSE + L1 on posterior samples, a small KL."""
+
+    def __init__(self, videos: Tensor, steps: int, lr: float, kl_weight: float = 1e-4, object_weight: float = 4.0):
+        super().__init__()
+        self.videos, self.steps, self.lr = videos, steps, lr
+        self.kl_weight, self.object_weight = kl_weight, object_weight
+        self.vae = build_vae()
+
+    def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
+        x = to_vae_input(self.videos[index])
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.sample()).sample
+        weight = 1.0 + self.object_weight * (x.amax(dim=1, keepdim=True) > -0.8).float()  # object and streak pixels
+        err = recon - x
+        mse, l1 = (weight * err**2).mean(), (weight * err.abs()).mean()
+        kl = 0.5 * (posterior.mean**2 + posterior.var - 1 - posterior.logvar).mean()
+        loss = mse + l1 + self.kl_weight * kl
+        self.log_dict({"vae/loss": loss, "vae/mse": (err**2).mean(), "vae/kl": kl}, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return _adamw(self.vae.parameters(), self.lr, self.steps)
+
+
+class DenoiserModule(L.LightningModule):
+    """T5 encoder and CogVideoX transformer on v-prediction, with caption dropout for guidance."""
+
+    def __init__(self, mean: Tensor, logvar: Tensor, captions: list[str], steps: int, lr: float, dropout: float):
+        super().__init__()
+        self.mean, self.std = mean, (0.5 * logvar).exp()  # (N, F', C, h, w), already scaled
+        tokenizer = t5_tokenizer()
+        ids = tokenizer(captions + [""], padding="max_length", max_length=TEXT_LEN, truncation=True,
+                        return_tensors="pt").input_ids
+        self.ids, self.empty = ids[:-1], ids[-1]
+        self.steps, self.lr, self.dropout = steps, lr, dropout
+        self.text_encoder = build_text_encoder()
+        self.transformer = build_transformer()
+        self.scheduler = build_scheduler()
+
+    def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
+        latents = self.mean[index] + self.std[index] * torch.randn_like(self.mean[index])
+        ids = self.ids[index].clone()
+        ids[torch.rand(len(ids)) < self.dropout] = self.empty
+        text = self.text_encoder(ids)[0]  # as the pipeline: padded, no attention mask
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(ids),))
+        noise = torch.randn_like(latents)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        target = self.scheduler.get_velocity(latents, noise, t)
+        pred = self.transformer(hidden_states=noisy, encoder_hidden_states=text, timestep=t, return_dict=False)[0]
+        loss = F.mse_loss(pred, target)
+        self.log("denoiser/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        params = list(self.text_encoder.parameters()) + list(self.transformer.parameters())
+        return _adamw(params, self.lr, self.steps, warmup=200)
+
+
+class CLIPModule(L.LightningModule):
+    """CLIPModel, symmetric InfoNCE between single frames and their captions."""
+
+    def __init__(self, videos: Tensor, recons: Tensor, captions: list[str], steps: int, lr: float):
+        super().__init__()
+        self.videos, self.recons, self.steps, self.lr = videos, recons, steps, lr
+        self.clip, self.tokenizer = build_clip()
+        labels = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+        self.captions, self.labels = captions, torch.tensor([labels[c] for c in captions])
+        self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
+        frame = torch.randint(0, world.FRAMES, (len(index),))
+        clean = self.videos[index, frame]
+        recon = self.recons[index, frame]
+        use_recon = (torch.rand(len(index)) < 0.5).view(-1, 1, 1, 1)
+        pixels = (torch.where(use_recon, recon, clean).float() / 255 - self.pixel_mean) / self.pixel_std
+        text = self.tokenizer([self.captions[i] for i in index.tolist()], padding=True, return_tensors="pt")
+        out = self.clip(input_ids=text.input_ids, attention_mask=text.attention_mask, pixel_values=pixels)
+        # Several videos in a batch can share a caption: every matching caption counts as a positive.
+        labels = self.labels[index]
+        same = labels[:, None] == labels[None, :]
+        target = same.float() / same.sum(dim=1, keepdim=True)
+        logits = out.logits_per_image
+        loss = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean())
+        self.log("clip/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return _adamw(self.clip.parameters(), self.lr, self.steps)
+
+
+# ---- the build ----------------------------------------------------------------------------------
+
+
+def _trainer(out: Path, stage: str, steps: int, callbacks=()) -> L.Trainer:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=TensorBoardLogger(out / "logs", name=stage),
+        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20, callbacks=list(callbacks),
+        enable_progress_bar=False, deterministic=False,
+    )
+
+
+def _done(out: Path, stage: str) -> bool:
+    return (out / "stages" / f"{stage}.json").is_file()
+
+
+def _mark(out: Path, stage: str, seconds: float, **extra) -> None:
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    (out / "stages" / f"{stage}.json").write_text(json.dumps({"seconds": round(seconds, 1), **extra}) + "\n")
+
+
+def build(out: str | Path, config: BuildConfig | None = None) -> Path:
+    """Trains every stage into ``out`` (skipping finished ones); returns ``out`` holding cogvideox/ and clip/."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    cfg = config or BuildConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "build_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    torch.set_num_threads(cfg.threads)
+    videos, captions, truth = render_pool(cfg.pool, cfg.seed)
+
+    if not _done(out, "vae"):
+        start = time.time()
+        L.seed_everything(cfg.seed, verbose=False)
+        module = VAEModule(videos, cfg.vae_steps, cfg.vae_lr)
+        _trainer(out, "vae", cfg.vae_steps).fit(module, _loader(len(videos), cfg.vae_batch, cfg.seed))
+        module.vae.save_pretrained(out / "stage-vae")
+        _mark(out, "vae", time.time() - start)
+
+    if not _done(out, "latents"):
+        start = time.time()
+        vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
+        means, logvars, recons = [], [], []
+        with torch.no_grad():
+            for chunk in videos.split(64):
+                dist = vae.encode(to_vae_input(chunk)).latent_dist
+                means.append(dist.mean)
+                logvars.append(dist.logvar)
+                frames = vae.decode(dist.mean).sample  # (B, 3, F, H, W)
+                recons.append(((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 1, 3, 4))
+        mean, logvar = torch.cat(means), torch.cat(logvars)
+        scale = float(1.0 / mean.std())
+        vae.register_to_config(scaling_factor=scale)
+        vae.save_pretrained(out / "stage-vae")
+        # The transformer's layout: (N, F', C, h, w), scaled as the pipeline scales.
+        save_file({"mean": (mean * scale).permute(0, 2, 1, 3, 4).contiguous(),
+                   "logvar": (logvar + 2 * math.log(scale)).permute(0, 2, 1, 3, 4).contiguous(),
+                   "recons": torch.cat(recons).contiguous()}, out / "latents.safetensors")
+        recons = torch.cat(recons)
+        psnr = float(10 * torch.log10(1.0 / ((recons.float() - videos.float()) / 255).pow(2).mean()))
+        _mark(out, "latents", time.time() - start, scaling_factor=scale, psnr=round(psnr, 2),
+              reconstruction_readout=readout_accuracy(recons[:500], truth[:500]))
+
+    cached = load_file(out / "latents.safetensors")
+
+    if not _done(out, "denoiser"):
+        start = time.time()
+        L.seed_everything(cfg.seed, verbose=False)
+        module = DenoiserModule(cached["mean"], cached["logvar"], captions, cfg.denoiser_steps, cfg.denoiser_lr,
+                                cfg.caption_dropout)
+        ema = EMAWeightAveraging(decay=cfg.ema_decay, use_buffers=True)
+        _trainer(out, "denoiser", cfg.denoiser_steps, [ema]).fit(
+            module, _loader(len(videos), cfg.denoiser_batch, cfg.seed))
+        # After fit, the callback has swapped the EMA weights into the module.
+        pipe = CogVideoXPipeline(
+            tokenizer=t5_tokenizer(), text_encoder=module.text_encoder.eval(),
+            vae=AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae"),
+            transformer=module.transformer.eval(), scheduler=build_scheduler(),
+        )
+        pipe.save_pretrained(out / "cogvideox")
+        _mark(out, "denoiser", time.time() - start)
+
+    if not _done(out, "clip"):
+        start = time.time()
+        L.seed_everything(cfg.seed, verbose=False)
+        module = CLIPModule(videos, cached["recons"], captions, cfg.clip_steps, cfg.clip_lr)
+        _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
+        module.clip.eval().save_pretrained(out / "clip")
+        processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},
+                                       crop_size={"height": world.SIZE, "width": world.SIZE},
+                                       image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+        CLIPProcessor(image_processor=processor, tokenizer=module.tokenizer).save_pretrained(out / "clip")
+        _mark(out, "clip", time.time() - start)
+    return out

@@ -1,0 +1,116 @@
+"""The toy world's trained models: shipped weights load as stock classes, meet a quick quality floor, and
+the embedded defaults of infer.py and train.py run on them; the build itself is reproducible and resumes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from richspace.toy import WEIGHTS, evaluate, toy_weights, world
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_weights_are_stock_safetensors_within_budget():
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from transformers import CLIPModel, T5EncoderModel
+
+    root = toy_weights()
+    files = [f for f in root.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 16 * 2**20
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    pipe = CogVideoXPipeline.from_pretrained(root / "cogvideox")
+    assert isinstance(pipe.vae, AutoencoderKLCogVideoX) and isinstance(pipe.transformer, CogVideoXTransformer3DModel)
+    assert isinstance(pipe.text_encoder, T5EncoderModel) and isinstance(CLIPModel.from_pretrained(root / "clip"), CLIPModel)
+    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["model"]
+    assert pipe.transformer.config.max_text_seq_length == config["max_sequence_length"]  # pipeline pads to this
+    ids = pipe.tokenizer("a red circle").input_ids
+    assert len(ids) == len("a red circle") + 1 and ids[-1] == pipe.tokenizer.eos_token_id  # byte level, then </s>
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"vae", "latents", "denoiser", "clip"}
+    assert sum(s["seconds"] for s in manifest["stages"].values()) <= 30 * 60  # trained in at most 30 minutes
+
+
+def test_quick_quality_floor_on_held_out_combinations():
+    """A quick version of benchmarks/toy_quality.py: 6 held-out combinations x 2 seeds at the default settings."""
+    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["model"]
+    pipe, encode, clip, processor = evaluate.load_toy()
+    combos = world.held_out_combinations()[::2]
+    result = evaluate.quality(pipe, encode, clip, processor, combos, [0, 1], config["num_inference_steps"],
+                              config["guidance_scale"], config["max_sequence_length"])
+    assert result["videos"] == 12
+    assert evaluate.meets_floor(result) == [], result["readout"] | {"clip": result["clip"]}
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, cwd=REPO,
+                          env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_default_train_then_infer_carry_readouts_and_success(tmp_path):
+    """train.py and infer.py with no --config run the toy world; results hold readouts beside CLIP numbers."""
+    refine = tmp_path / "refine"
+    run("train.py", "--run_dir", str(refine), "--data.only", "[orange]", "--trainer.max_epochs", "2")
+    refinement = json.loads((refine / "refinement.json").read_text())
+    assert set(refinement["mixes"]) == {"orange"}
+    gen = tmp_path / "gen"
+    proc = run("infer.py", "--run_dir", str(gen), "--data.only", "[orange, orange-striped]",
+               "--data.alpha_from", str(refine / "refinement.json"))
+    records = {r["id"]: r for r in map(json.loads, (gen / "results.jsonl").read_text().splitlines())}
+    assert set(records) == {"orange", "orange-striped"}
+    orange = records["orange"]
+    assert set(orange["videos"]) == set(orange["metrics"]) == set(orange["readouts"]) == set(orange["success"]) \
+        == {"guide", "average", "finder", "refined"}
+    for method, verdict in orange["success"].items():  # the verdict is the world's judgement of the readout
+        assert verdict == world.judge({"hue_between": ["red", "yellow"], "shape": "square", "direction": "right"},
+                                      orange["readouts"][method])
+    assert set(records["orange-striped"]["success"]) == {"guide", "average", "finder"}  # no refined alpha for it
+    table = (gen / "results.md").read_text()
+    assert "success" in table.splitlines()[2] and "| refined |" in table
+    assert "success" in proc.stdout
+
+
+def test_build_is_reproducible_and_resumes(tmp_path):
+    """The build at toy scale (a few steps per stage): same seed, same weights; a finished stage is skipped."""
+    from diffusers import CogVideoXPipeline
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    from richspace.toy.build import ship
+    from richspace.toy.training import BuildConfig, build
+
+    config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
+                         clip_batch=8)
+    first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
+    for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
+        (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))
+        a, b = load_file(fa), load_file(fb)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    pipe = CogVideoXPipeline.from_pretrained(first / "cogvideox")
+    assert pipe.transformer.config.in_channels == pipe.vae.config.latent_channels
+    assert pipe.vae.config.scaling_factor != 1.0  # set from the encoded latents' spread
+    CLIPModel.from_pretrained(first / "clip")
+    assert list((first / "logs").glob("*/version_0/events.out.tfevents.*"))  # TensorBoard per stage
+    stamp = (first / "stages" / "denoiser.json").stat().st_mtime_ns
+    build(first, config)  # everything finished: nothing retrained
+    assert (first / "stages" / "denoiser.json").stat().st_mtime_ns == stamp
+    dest = tmp_path / "weights"
+    assert ship(first, dest) <= 16 * 2**20
+    assert (dest / "cogvideox" / "model_index.json").is_file() and (dest / "manifest.json").is_file()
+    assert WEIGHTS != dest
+
+
+def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
+    import richspace.toy as toy
+
+    monkeypatch.setattr(toy, "WEIGHTS", tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="python -m richspace.toy.build --ship"):
+        toy.toy_weights()
