@@ -70,8 +70,12 @@ def summarise(records: list[dict], specs, methods: list[str]) -> dict:
             if not verdicts:
                 continue
             present = [x for x in reads if x.get("present")]
+            others = [k for k in spec.meta["expect"] if k != "shape"]
             entry["methods"][method] = {
                 "success": sum(v["success"] for v in verdicts),
+                # The shipped model draws every shape as a blob (the quality floor's shape part is not met):
+                # success on everything else shows what the methods do with hue, stripes and motion.
+                "success_but_shape": sum(all(v[k] for k in others) for v in verdicts),
                 "n": len(verdicts),
                 "passes": {k: sum(v[k] for v in verdicts) for k in spec.meta["expect"]},
                 "hue_median": round(statistics.median(x["hue"] for x in present), 1) if present else None,
@@ -85,6 +89,12 @@ def summarise(records: list[dict], specs, methods: list[str]) -> dict:
 
 
 def markdown(table: dict, methods: list[str]) -> str:
+    return "\n\n".join([
+        "Success (every expected pixel fact holds):", success_table(table, methods, "success"),
+        "Success on every fact but shape:", success_table(table, methods, "success_but_shape"), details(table)])
+
+
+def success_table(table: dict, methods: list[str], key: str) -> str:
     lines = ["| mix | guide fails? | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
     totals = {m: [0, 0] for m in methods}
     groups = {True: {m: [0, 0] for m in methods}, False: {m: [0, 0] for m in methods}}
@@ -92,18 +102,22 @@ def markdown(table: dict, methods: list[str]) -> str:
         cells = []
         for m in methods:
             r = entry["methods"].get(m)
-            cells.append(f"{r['success']}/{r['n']}" if r else "-")
+            cells.append(f"{r[key]}/{r['n']}" if r else "-")
             if r:
                 for acc in (totals[m], groups[bool(entry["guide_fails"])][m]):
-                    acc[0] += r["success"]
+                    acc[0] += r[key]
                     acc[1] += r["n"]
         lines.append(f"| {mix_id} | {'yes' if entry['guide_fails'] else 'no'} | " + " | ".join(cells) + " |")
     for label, acc in (("**guide fails (main cases)**", groups[True]), ("**guide works (appendix)**", groups[False]),
                        ("**all**", totals)):
         cells = [f"{a[0]}/{a[1]} ({a[0] / a[1]:.0%})" if a[1] else "-" for a in (acc[m] for m in methods)]
         lines.append(f"| {label} | | " + " | ".join(cells) + " |")
-    lines += ["", "Per expectation (passes out of seeds), with the readouts that matter:", "",
-              "| mix | method | alpha | passes | hue median | angle median | shapes | striped |", "|---" * 8 + "|"]
+    return "\n".join(lines)
+
+
+def details(table: dict) -> str:
+    lines = ["Per expectation (passes out of seeds), with the readouts that matter:", "",
+             "| mix | method | alpha | passes | hue median | angle median | shapes | striped |", "|---" * 8 + "|"]
     for mix_id, entry in table.items():
         for m, r in entry["methods"].items():
             passes = ", ".join(f"{k} {v}" for k, v in r["passes"].items())

@@ -1,6 +1,7 @@
 """Prints the closed-form finder's choice for every mix in a specs file (no video generation).
 
     python -m richspace.find                                       # paper's mixes, tiny checkpoint
+    python -m richspace.find --model toy --experiments configs/experiments/toy.yaml   # the toy world
     python -m richspace.find --model THUDM/CogVideoX-2b            # real T5-XXL (hub id or local dir)
     python -m richspace.find --experiments my-mixes.yaml --k 60 --scoring full
 
@@ -20,6 +21,7 @@ import torch
 
 from richspace.finder import PROJECTIONS, SCORINGS
 from richspace.specs import SpecError, load_specs
+from richspace.toy import TEXT_LEN as TOY_TEXT_LEN
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SPECS = REPO / "configs" / "experiments" / "paper.yaml"
@@ -40,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m richspace.find", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--experiments", default=str(DEFAULT_SPECS), help="mix specs YAML (default: the paper's mixes)")
-    p.add_argument("--model", default="tiny", help="'tiny' (built offline) or a CogVideoX hub id / local directory")
+    p.add_argument("--model", default="tiny",
+                   help="'tiny' (built offline), 'toy' (the trained toy world) or a CogVideoX hub id / local directory")
+    p.add_argument("--max_sequence_length", type=int, default=None, help="text tokens (default 226; toy: 48)")
     p.add_argument("--k", type=int, default=30, help="interpolation steps: k+1 candidates (paper: 30)")
     p.add_argument("--scoring", default="both", choices=SCORINGS, help="curve maximised (paper: both)")
     p.add_argument("--projection", default="global", choices=PROJECTIONS, help="foot projection (paper: global)")
@@ -59,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device} asked for, but no CUDA GPU is visible; use --device cpu")
         from richspace.encoding import PromptEncoder
+        from richspace.generation import resolve_weights
         from richspace.mixing import find_mixes
-        from richspace.tiny import tiny_checkpoint
 
-        model = tiny_checkpoint() / "cogvideox" if args.model == "tiny" else args.model
-        encoder = PromptEncoder(model, args.cache_dir, device=args.device, dtype=getattr(torch, args.dtype))
+        model = resolve_weights(args.model, "cogvideox")
+        length = args.max_sequence_length or (TOY_TEXT_LEN if args.model == "toy" else 226)
+        encoder = PromptEncoder(model, args.cache_dir, length, device=args.device, dtype=getattr(torch, args.dtype))
         results = find_mixes(specs, encoder, k=args.k, scoring=args.scoring, projection=args.projection)
     except (SpecError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -274,8 +274,9 @@ class MixVideoModule(L.LightningModule):
     ) -> None:
         """
         Args:
-            pretrained: CogVideoX weights: 'toy' (trained toy world), 'tiny' (random), a hub id (THUDM/CogVideoX-2b, -5b) or a local directory.
-            clip: CLIP for the metrics: 'tiny', a hub id (openai/clip-vit-large-patch14), a local directory,
+            pretrained: CogVideoX weights: 'toy' (the trained toy world), 'tiny' (random), a hub id
+                (THUDM/CogVideoX-2b, -5b) or a local directory.
+            clip: CLIP for the metrics: 'toy', 'tiny', a hub id (openai/clip-vit-large-patch14), a local directory,
                 or None for no metrics (videos only).
             dtype: transformer and VAE dtype: float32, bfloat16 (GPU default) or float16.
             num_frames, height, width, num_inference_steps, guidance_scale: as CogVideoXPipeline

@@ -38,14 +38,16 @@ def ship(out: Path, dest: Path = WEIGHTS) -> int:
     for p in parts:
         shutil.copytree(p, tmp / p.name)
     stages = {f.stem: json.loads(f.read_text()) for f in sorted((out / "stages").glob("*.json"))}
-    manifest = {"build_config": json.loads((out / "build_config.json").read_text()), "stages": stages}
+    total = round(sum(stage["seconds"] for stage in stages.values()), 1)  # the build's time, stage by stage
+    manifest = {"build_config": json.loads((out / "build_config.json").read_text()), "stages": stages,
+                "seconds": total}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return size
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/toy-build", help="build directory (logs, stages, models)")
     parser.add_argument("--ship", action="store_true", help="copy the trained weights into the package")
@@ -53,10 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
     args = parser.parse_args(argv)
     config = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
-    out = build(args.out, config)
-    print(f"trained models in {out}/cogvideox and {out}/clip")
-    if args.ship:
-        print(f"shipped {ship(out) / 2**20:.1f} MB to {WEIGHTS}")
+    try:
+        out = build(args.out, config)
+        print(f"trained models in {out}/cogvideox and {out}/clip")
+        if args.ship:
+            print(f"shipped {ship(out) / 2**20:.1f} MB to {WEIGHTS}")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

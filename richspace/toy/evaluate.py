@@ -74,11 +74,20 @@ def clip_ranks(clip, processor, videos, combos) -> dict[str, list[bool]]:
     return hits
 
 
-def quality(pipe, encode, clip, processor, combos, seeds, steps: int, guidance: float, max_sequence_length: int) -> dict:
-    """Readout and CLIP-ranking accuracy per attribute over combos x seeds; also each video's readout."""
+def quality(pipe, encode, clip, processor, combos, seeds, steps: int, guidance: float, max_sequence_length: int,
+            rendered: bool = False) -> dict:
+    """Readout and CLIP-ranking accuracy per attribute over combos x seeds; also each video's readout.
+
+    ``rendered``: score the world's own renders (random hue and start from the seed) instead of
+    generated videos: CLIP's accuracy on ground truth, where the readout is exact by construction.
+    """
     pairs = [(c, s) for c in combos for s in seeds]
     captions = [world.caption(*c) for c, _ in pairs]
-    videos = generate_captions(pipe, encode, captions, [s for _, s in pairs], steps, guidance, max_sequence_length)
+    if rendered:
+        videos = [torch.from_numpy(world.render_uint8(world.sample_attributes(np.random.default_rng(s), c)))
+                  for c, s in pairs]
+    else:
+        videos = generate_captions(pipe, encode, captions, [s for _, s in pairs], steps, guidance, max_sequence_length)
     reads = [world.readout(v.numpy()) for v in videos]
     truths = [dict(zip(ATTRIBUTES, c)) for c, _ in pairs]
     readout_acc = {a: float(np.mean([r.get(a) == t[a] for r, t in zip(reads, truths)])) for a in ATTRIBUTES}
@@ -100,7 +109,7 @@ def load_toy(steps_dtype: str = "float32"):
     from richspace.encoding import PromptEncoder
     from richspace.generation import load_frozen_pipeline, resolve_weights
     from richspace.metrics import load_clip
-    from richspace.toy.training import TEXT_LEN
+    from richspace.toy import TEXT_LEN
 
     pipe = load_frozen_pipeline("toy", steps_dtype)
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)

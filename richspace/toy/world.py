@@ -8,7 +8,8 @@ the nearest of six colour words: "a red striped circle moving left".
 
 Readouts use pixels alone and are exact on rendered videos (tests/test_toy_world.py):
 
-- mask: pixels whose brightest channel exceeds 0.35 (the streak stays below it);
+- mask: the largest connected region of pixels whose brightest channel exceeds 0.35 (the
+  streak stays below it; stray speckles a generated video may hold are not the object);
 - hue: hue of the mask's mean RGB (white stripes add grey, which leaves hue unchanged);
 - pattern: striped when both white pixels (min/max channel > 0.5) and coloured ones
   (< 0.25) make up at least 15% of the mask each;
@@ -236,6 +237,23 @@ def _template_area(shape: str) -> int:
     return int((_coverage(shape, x, y) > THRESHOLD).sum())
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a (H, W) boolean mask (the object; stray speckles dropped)."""
+    if not mask.any():
+        return mask
+    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
+    while True:  # each region takes its largest pixel label, spreading one pixel a round
+        padded = np.pad(labels, 1)
+        spread = np.maximum.reduce([labels, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        spread = np.where(mask, spread, 0)
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    counts = np.bincount(labels.ravel())
+    counts[0] = 0
+    return labels == counts.argmax()
+
+
 def readout(frames: np.ndarray) -> dict:
     """Attributes read from a video's pixels: (F, 3, H, W) uint8 (or floats in [0, 1]).
 
@@ -246,7 +264,7 @@ def readout(frames: np.ndarray) -> dict:
     array = np.asarray(frames)
     video = array.astype(np.float64) / (255.0 if array.dtype == np.uint8 else 1.0)
     bright = video.max(axis=1)  # (F, H, W)
-    mask = bright > THRESHOLD
+    mask = np.stack([largest_component(m) for m in bright > THRESHOLD])
     sizes = mask.sum(axis=(1, 2))
     out: dict = {"present": bool((sizes >= 20).all()), "mask_pixels": int(sizes.sum())}
     if not out["present"]:
@@ -254,7 +272,7 @@ def readout(frames: np.ndarray) -> dict:
     pixels = video.transpose(0, 2, 3, 1)[mask]  # (N, 3)
     r, g, b = pixels.mean(axis=0)
     hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360.0
-    out["hue"] = round(hue, 2)
+    out["hue"] = round(float(hue), 2)
     out["colour"] = colour_word(hue)
 
     high, low = pixels.max(axis=1), pixels.min(axis=1)
@@ -268,8 +286,8 @@ def readout(frames: np.ndarray) -> dict:
     cy = np.array([ys[m].mean() for m in mask])
     dx, dy = cx[-1] - cx[0], cy[-1] - cy[0]
     angle = math.degrees(math.atan2(-dy, dx)) % 360.0
-    out["angle"] = round(angle, 1)
-    out["motion"] = round(math.hypot(dx, dy), 2)
+    out["angle"] = round(float(angle), 1)
+    out["motion"] = round(float(math.hypot(dx, dy)), 2)
     out["direction"] = min(ANGLES, key=lambda d: hue_distance(angle, ANGLES[d])) if out["motion"] >= 2 else "still"
 
     ious = {s: float(np.mean([_template_iou(s, m, x, y) for m, x, y in zip(mask, cx, cy)])) for s in SHAPES}
@@ -322,10 +340,10 @@ def judge(expect: dict, read: dict) -> dict[str, bool]:
         if not present:
             verdicts[key] = False
         elif key == "hue_between":
-            verdicts[key] = _between(read["hue"], (COLOURS[value[0]], COLOURS[value[1]]))
+            verdicts[key] = bool(_between(read["hue"], (COLOURS[value[0]], COLOURS[value[1]])))
         elif key == "direction_between":
-            verdicts[key] = read["motion"] >= 2 and _between(read["angle"], (ANGLES[value[0]], ANGLES[value[1]]))
+            verdicts[key] = bool(read["motion"] >= 2 and _between(read["angle"], (ANGLES[value[0]], ANGLES[value[1]])))
         else:
-            verdicts[key] = read[key] == value
-    verdicts["success"] = present and all(verdicts.values())
+            verdicts[key] = bool(read[key] == value)
+    verdicts["success"] = bool(present and all(verdicts.values()))
     return verdicts
