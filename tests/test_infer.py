@@ -43,7 +43,8 @@ def test_outputs_of_a_run(tiny_run):
     rows = records(tiny_run)
     assert [r["id"] for r in rows] == ["tiger-zebra", "red-blue"]
     for r in rows:
-        assert set(r) == {"id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas"}
+        assert set(r) == {"id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas", "readouts", "success"}
+        assert r["readouts"] == r["success"] == {}  # pixel readouts are the toy world's (model.readout)
         assert r["seed"] == mix_seed(0, r["id"]) and abs(r["alpha"] - r["index"] / 30) < 1e-12
         assert set(r["videos"]) == set(r["metrics"]) == {"guide", "average", "finder", "sweep_00", "sweep_30"}
         for method, rel in r["videos"].items():

@@ -18,6 +18,7 @@ from richspace.refinement import RefineDataModule, RefineModule, clip_pixel_valu
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config", str(REPO / "configs" / "refine-tiny.yaml")]  # the random tiny checkpoint
 TRAIN = [sys.executable, str(REPO / "train.py"), *TINY]
+INFER_TINY = [sys.executable, str(REPO / "infer.py"), "--config", str(REPO / "configs" / "tiny.yaml")]
 MIXES = "[red-blue, tiger-zebra, green-red]"  # three: on two processes one takes a padding step
 EXACT = ["--data.only", MIXES, "--trainer.max_epochs", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
 
@@ -143,7 +144,7 @@ def test_two_processes_share_one_table(refined, tmp_path):
 
 def test_infer_reads_the_refinement(refined, tmp_path):
     run_dir = tmp_path / "gen"
-    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--run_dir", str(run_dir), "--data.only",
+    proc = subprocess.run([*INFER_TINY, "--run_dir", str(run_dir), "--data.only",
                            "[red-blue]", "--data.alpha_from", str(refined / "refinement.json")],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -162,7 +163,7 @@ def test_per_token_coefficients_reach_infer(tmp_path):
     assert coefficients.shape == (226,) and ((0 <= coefficients) & (coefficients <= 1)).all()
     assert entry["objective_after"] >= entry["objective_before"]
     assert entry["alpha"] == pytest.approx(float(coefficients.double().mean()), abs=1e-6)
-    proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--run_dir", str(gen_dir), "--data.only",
+    proc = subprocess.run([*INFER_TINY, "--run_dir", str(gen_dir), "--data.only",
                            "[red-blue]", "--data.alpha_from", str(refine_dir / "refinement.json")],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -104,14 +104,14 @@ def meets_floor(result: dict) -> list[str]:
     return low
 
 
-def load_toy(steps_dtype: str = "float32"):
+def load_toy(dtype: str = "float32"):
     """(pipeline without T5, encode, CLIP, processor) for the shipped toy weights, frozen."""
     from richspace.encoding import PromptEncoder
     from richspace.generation import load_frozen_pipeline, resolve_weights
     from richspace.metrics import load_clip
     from richspace.toy import TEXT_LEN
 
-    pipe = load_frozen_pipeline("toy", steps_dtype)
+    pipe = load_frozen_pipeline("toy", dtype)
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)
     clip, processor = load_clip(resolve_weights("toy", "clip"))
     return pipe, encoder, clip, processor
