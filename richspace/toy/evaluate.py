@@ -62,15 +62,15 @@ def clip_ranks(clip, processor, videos, combos) -> dict[str, list[bool]]:
     """Per attribute, whether CLIP ranks the true value first among captions differing in it alone."""
     hits: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
     for video, combo in zip(videos, combos):
-        truth = dict(zip(ATTRIBUTES, combo))
+        options = [world.caption(*combo[:i], value, *combo[i + 1:])
+                   for i, attribute in enumerate(ATTRIBUTES) for value in VALUES[attribute]]
+        scores = clip_scores(clip, processor, [video], options)[0]  # the frames' features once, every caption
+        start = 0
         for i, attribute in enumerate(ATTRIBUTES):
-            options = []
-            for value in VALUES[attribute]:
-                values = list(combo)
-                values[i] = value
-                options.append(world.caption(*values))
-            scores = clip_scores(clip, processor, [video], options)[0]
-            hits[attribute].append(VALUES[attribute][int(scores.argmax())] == truth[attribute])
+            values = VALUES[attribute]
+            best = values[int(scores[start:start + len(values)].argmax())]
+            hits[attribute].append(best == combo[i])
+            start += len(values)
     return hits
 
 

@@ -190,7 +190,7 @@ def render_uint8(attrs: Attributes) -> np.ndarray:
 
 def _template_iou(shape: str, mask: np.ndarray, cx: float, cy: float) -> float:
     """IoU of a binary mask with the shape's binary template scaled to the mask's area, centroids aligned."""
-    scale = math.sqrt(mask.sum() / _template_area(shape))
+    scale = math.sqrt(mask.sum() / _template_stats(shape)[1])
     inside = _placed_template(shape, round(cx * 8) / 8, round(cy * 8) / 8, round(scale * 20) / 20)
     union = (inside | mask).sum()
     return float((inside & mask).sum() / union) if union else 0.0
@@ -199,7 +199,7 @@ def _template_iou(shape: str, mask: np.ndarray, cx: float, cy: float) -> float:
 @functools.lru_cache(maxsize=8192)
 def _placed_template(shape: str, cx: float, cy: float, scale: float) -> np.ndarray:
     """(H, W) binary template of a shape scaled by ``scale``, its centroid at (cx, cy)."""
-    ox, oy = _template_centroid(shape)
+    (ox, oy), _ = _template_stats(shape)
     xs = np.arange(SIZE) + 0.5
     x, y = np.meshgrid(xs - cx, xs - cy)
     return _coverage(shape, x / scale + ox, y / scale + oy, 1 / scale) > THRESHOLD
@@ -216,25 +216,14 @@ def _coverage(shape: str, x: np.ndarray, y: np.ndarray, pixel: float = 1.0) -> n
     return total / (n * n)
 
 
-_CENTROIDS: dict[str, tuple[float, float]] = {}
-
-
-def _template_centroid(shape: str) -> tuple[float, float]:
-    """The shape's centroid relative to its centre, as its thresholded pixel mask has it."""
-    if shape not in _CENTROIDS:
-        xs = np.arange(SIZE) + 0.5 - SIZE / 2
-        x, y = np.meshgrid(xs, xs)
-        inside = _coverage(shape, x, y) > THRESHOLD
-        _CENTROIDS[shape] = (float(x[inside].mean()), float(y[inside].mean()))
-    return _CENTROIDS[shape]
-
-
 @functools.lru_cache(maxsize=None)
-def _template_area(shape: str) -> int:
-    """Pixels in the shape's thresholded mask at its rendered size."""
+def _template_stats(shape: str) -> tuple[tuple[float, float], int]:
+    """The shape's thresholded pixel mask at its rendered size: its centroid relative to the shape's centre, and
+    its area in pixels."""
     xs = np.arange(SIZE) + 0.5 - SIZE / 2
     x, y = np.meshgrid(xs, xs)
-    return int((_coverage(shape, x, y) > THRESHOLD).sum())
+    inside = _coverage(shape, x, y) > THRESHOLD
+    return (float(x[inside].mean()), float(y[inside].mean())), int(inside.sum())
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
