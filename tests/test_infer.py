@@ -32,6 +32,17 @@ def records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
 
+def assert_same_video(video: Path, same: Path, other: Path) -> None:
+    """``same`` shows the video ``video`` does (same embedding, same seed) and ``other`` (another embedding) does not.
+
+    Not byte for byte: on some CPUs (an AMD EPYC here) the tiny model's frames vary in the last bits from run to run
+    (not with MALLOC_PERTURB_ set: a library kernel reads memory it did not write), and H.264 turns that into
+    frames a mean 0.7/255 apart, where another embedding's video lies 2.4-3.3/255 away.
+    """
+    a, b, c = (read_mp4(path).float() for path in (video, same, other))
+    assert (a - b).abs().mean() < 0.5 * (a - c).abs().mean(), ((a - b).abs().mean(), (a - c).abs().mean())
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny-run")
@@ -98,7 +109,8 @@ def test_sweep_ends_are_the_plain_prompts(tiny_run):
     finder = json.loads((tiny_run / "mixes/tiger-zebra/record.json").read_text())
     assert a != b
     if finder["index"] == 30:  # the finder chose E_a: same embedding, same seed, same video
-        assert (tiny_run / "mixes/tiger-zebra/finder.mp4").read_bytes() == a
+        mix = tiny_run / "mixes/tiger-zebra"
+        assert_same_video(mix / "finder.mp4", mix / "sweep_30.mp4", mix / "sweep_00.mp4")
 
 
 def test_rerun_skips_finished_mixes_and_overwrite_redoes_them(tiny_run):
@@ -127,7 +139,7 @@ def test_refined_alpha_from_a_refinement_file(tmp_path):
     (row,) = records(run_dir)
     assert row["alphas"]["refined"] == 0.5 and "refined" in row["metrics"]
     # alpha 0.5 is the plain average: same embedding, same seed, same video
-    assert (run_dir / row["videos"]["refined"]).read_bytes() == (run_dir / row["videos"]["average"]).read_bytes()
+    assert_same_video(run_dir / row["videos"]["refined"], run_dir / row["videos"]["average"], run_dir / row["videos"]["guide"])
 
 
 def test_two_ddp_processes_equal_one(tiny_run, tmp_path):
@@ -140,7 +152,8 @@ def test_two_ddp_processes_equal_one(tiny_run, tmp_path):
     for r1, r2 in zip(one, two):
         assert {k: v for k, v in r1.items() if k != "metrics"} == {k: v for k, v in r2.items() if k != "metrics"}
         for method in r1["videos"]:
-            assert (tiny_run / r1["videos"][method]).read_bytes() == (run_dir / r2["videos"][method]).read_bytes()
+            other = "sweep_00" if method != "sweep_00" else "sweep_30"
+            assert_same_video(tiny_run / r1["videos"][method], run_dir / r2["videos"][method], tiny_run / r1["videos"][other])
             # CLIP runs with another thread count per process: equal to float32 rounding
             assert r2["metrics"][method] == pytest.approx(r1["metrics"][method], rel=1e-5, abs=1e-5)
 

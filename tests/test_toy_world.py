@@ -32,6 +32,18 @@ def test_readout_of_floats_matches_uint8_and_an_empty_video_has_no_object():
     assert empty == {"present": False, "mask_pixels": 0}
 
 
+@pytest.mark.parametrize("direction", list(world.DIRECTIONS))
+def test_a_single_frame_shows_the_direction(direction):
+    """A per-frame CLIP needs the motion in each frame: the object is brighter towards its leading edge."""
+    frame = world.render(world.Attributes(100.0, "circle", "plain", direction))[world.FRAMES // 2]
+    brightness = frame.max(axis=0)
+    mask = brightness > world.THRESHOLD
+    ys, xs = np.nonzero(mask)
+    ahead = (xs - xs.mean()) * world.DIRECTIONS[direction][0] + (ys - ys.mean()) * world.DIRECTIONS[direction][1]
+    lead, trail = brightness[ys[ahead > 2], xs[ahead > 2]].mean(), brightness[ys[ahead < -2], xs[ahead < -2]].mean()
+    assert lead > trail + 0.2, (lead, trail)
+
+
 def test_colour_words_and_captions():
     assert world.colour_word(29.0) == "red" and world.colour_word(31.0) == "yellow" and world.colour_word(350) == "red"
     assert world.caption("blue", "circle", "striped", "up") == "a blue striped circle moving up"

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, world
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -49,12 +50,12 @@ class BuildConfig:
     vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_kl: float = 5e-3  # enough posterior noise that the decoder tolerates the denoiser's small errors
-    denoiser_steps: int = 3300
+    denoiser_steps: int = 5000
     denoiser_batch: int = 64
     denoiser_lr: float = 1e-3
     ema_decay: float = 0.995
     caption_dropout: float = 0.1
-    clip_steps: int = 600
+    clip_steps: int = 1500
     clip_batch: int = 128
     clip_lr: float = 2e-3
     threads: int = 2
@@ -264,14 +265,31 @@ class DenoiserModule(L.LightningModule):
 
 
 class CLIPModule(L.LightningModule):
-    """CLIPModel, symmetric InfoNCE between single frames and their captions."""
+    """CLIPModel on single frames against every training caption at once.
 
-    def __init__(self, videos: Tensor, recons: Tensor, captions: list[str], steps: int, lr: float):
+    There are only ~100 training captions, so each step encodes all of them and each frame's
+    loss is a softmax over all (the captions that differ from its own in one attribute are the
+    hard negatives that in-batch InfoNCE rarely draws), plus one softmax per attribute over the
+    captions that differ in that attribute alone: the choice the quality floor's ranking makes.
+    """
+
+    def __init__(self, videos: Tensor, recons: Tensor, truth: list[world.Attributes], steps: int, lr: float):
         super().__init__()
         self.videos, self.recons, self.steps, self.lr = videos, recons, steps, lr
         self.clip, self.tokenizer = build_clip()
-        labels = {c: i for i, c in enumerate(dict.fromkeys(captions))}
-        self.captions, self.labels = captions, torch.tensor([labels[c] for c in captions])
+        combos = world.training_combinations()
+        index = {c: i for i, c in enumerate(combos)}
+        self.texts = [world.caption(*c) for c in combos]
+        self.labels = torch.tensor([index[(a.colour, a.shape, a.pattern, a.direction)] for a in truth])
+        # groups[c, a]: the training combinations equal to c but for attribute a (c itself included), padded with -1.
+        values = (list(world.COLOURS), world.SHAPES, world.PATTERNS, list(world.DIRECTIONS))
+        width = max(len(v) for v in values)
+        groups = torch.full((len(combos), len(values), width), -1)
+        for c, i in index.items():
+            for a, options in enumerate(values):
+                members = [index[v] for v in (c[:a] + (o,) + c[a + 1:] for o in options) if v in index]
+                groups[i, a, : len(members)] = torch.tensor(members)
+        self.groups = groups
         self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -281,15 +299,19 @@ class CLIPModule(L.LightningModule):
         recon = self.recons[index, frame]
         use_recon = (torch.rand(len(index)) < 0.5).view(-1, 1, 1, 1)
         pixels = (torch.where(use_recon, recon, clean).float() / 255 - self.pixel_mean) / self.pixel_std
-        text = self.tokenizer([self.captions[i] for i in index.tolist()], padding=True, return_tensors="pt")
-        out = self.clip(input_ids=text.input_ids, attention_mask=text.attention_mask, pixel_values=pixels)
-        # Several videos in a batch can share a caption: every matching caption counts as a positive.
+        text = self.tokenizer(self.texts, padding=True, return_tensors="pt")
+        clip = CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
+        image = F.normalize(clip.get_image_features(pixels), dim=-1)
+        captions = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask), dim=-1)
+        logits = self.clip.logit_scale.exp() * image @ captions.T  # (B, all training captions)
         labels = self.labels[index]
-        same = labels[:, None] == labels[None, :]
-        target = same.float() / same.sum(dim=1, keepdim=True)
-        logits = out.logits_per_image
-        loss = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean())
-        self.log("clip/loss", loss, prog_bar=True)
+        full = F.cross_entropy(logits, labels)
+        groups = self.groups[labels]  # (B, attributes, width)
+        grouped = logits.gather(1, groups.clamp(min=0).flatten(1)).view(groups.shape).masked_fill(groups < 0, -1e4)
+        target = (groups == labels[:, None, None]).float().argmax(-1)  # where the true caption sits in each group
+        per_attribute = F.cross_entropy(grouped.flatten(0, 1), target.flatten())
+        loss = full + per_attribute
+        self.log_dict({"clip/loss": loss, "clip/full": full, "clip/per_attribute": per_attribute}, prog_bar=True)
         return loss
 
     def configure_optimizers(self):
@@ -392,7 +414,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     if not _done(out, "clip"):
         start = time.time()
         L.seed_everything(cfg.seed, verbose=False)
-        module = CLIPModule(videos, cached["recons"], captions, cfg.clip_steps, cfg.clip_lr)
+        module = CLIPModule(videos, cached["recons"], truth, cfg.clip_steps, cfg.clip_lr)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},

@@ -3,8 +3,10 @@
 A video is 9 frames of 32x32 pixels on black: one object of a hue (continuous), a shape
 (square, circle, triangle) and a pattern (plain, or white vertical stripes: the toy's "zebra
 stripes"), moving one pixel a frame in one of four directions with a dim motion streak
-behind it (so a single frame shows the direction, as a per-frame CLIP needs). Captions name
-the nearest of six colour words: "a red striped circle moving left".
+behind it and its brightness ramping up from 60% at the trailing edge to full at the leading
+one (so a single frame shows the direction, as a per-frame CLIP needs; the VAE keeps the
+ramp but loses the thin streak). Captions name the nearest of six colour words: "a red
+striped circle moving left".
 
 Readouts use pixels alone and are exact on rendered videos (tests/test_toy_world.py):
 
@@ -38,6 +40,7 @@ DIRECTIONS = {"right": (1, 0), "up": (0, -1), "left": (-1, 0), "down": (0, 1)}  
 ANGLES = {"right": 0.0, "up": 90.0, "left": 180.0, "down": 270.0}
 THRESHOLD = 0.35  # mask: brightest channel above this
 STREAK, STREAK_GAP = 0.25, 3  # the motion streak's brightness and its offset behind the object (pixels)
+RAMP = 0.6  # the object's brightness at its trailing edge (1 at the leading edge)
 STRIPE = 3  # stripe width in pixels (white and coloured bands alternate)
 JITTER = 3  # start position jitter in pixels, each axis
 SUPERSAMPLE = 4
@@ -174,6 +177,10 @@ def render(attrs: Attributes) -> np.ndarray:
         if attrs.pattern == "striped":
             white = body & (np.floor((x + 7) / STRIPE) % 2 == 1)
             image[white] = 1.0
+        # Brightness ramps up towards the leading edge: a cue to the direction that survives the VAE (the streak
+        # alone is too thin and dim: reconstructions lose it) and that leaves hue, mask and pattern as they were.
+        ahead = np.clip((x * dx + y * dy + 7.0) / 14.0, 0.0, 1.0)
+        image[body] *= (RAMP + (1.0 - RAMP) * ahead[body])[:, None]
         n = SUPERSAMPLE
         image = image.reshape(SIZE, n, SIZE, n, 3).mean(axis=(1, 3))
         frames.append(image.transpose(2, 0, 1))
