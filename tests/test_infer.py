@@ -35,9 +35,10 @@ def records(run_dir: Path) -> list[dict]:
 def assert_same_video(video: Path, same: Path, other: Path) -> None:
     """``same`` shows the video ``video`` does (same embedding, same seed) and ``other`` (another embedding) does not.
 
-    Not byte for byte: on some CPUs (an AMD EPYC here) the tiny model's frames vary in the last bits from run to run
-    (not with MALLOC_PERTURB_ set: a library kernel reads memory it did not write), and H.264 turns that into
-    frames a mean 0.7/255 apart, where another embedding's video lies 2.4-3.3/255 away.
+    Not byte for byte: on some CPUs (an AMD EPYC here) the tiny model's frames vary in the last bits from run to run,
+    and H.264 turns that into frames a mean 0.7/255 apart, where another embedding's video lies 2.4-3.3/255 away.
+    (Three runs with MALLOC_PERTURB_ set gave identical files: likely a library kernel reading memory it did not
+    write. The first video of a run never varied; alone in a process, the pipeline repeated itself bit for bit.)
     """
     a, b, c = (read_mp4(path).float() for path in (video, same, other))
     assert (a - b).abs().mean() < 0.5 * (a - c).abs().mean(), ((a - b).abs().mean(), (a - c).abs().mean())
