@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from richspace.metrics import CLIPFeatures
-from richspace.toy import TEXT_LEN, world
+from richspace.toy import TEXT_LEN, evaluate, world
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
@@ -279,10 +279,10 @@ class CLIPModule(L.LightningModule):
         self.clip, self.tokenizer = build_clip()
         combos = world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
-        self.texts = [world.caption(*c) for c in combos]
+        self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
         self.labels = torch.tensor([index[(a.colour, a.shape, a.pattern, a.direction)] for a in truth])
         # groups[c, a]: the training combinations equal to c but for attribute a (c itself included), padded with -1.
-        values = (list(world.COLOURS), world.SHAPES, world.PATTERNS, list(world.DIRECTIONS))
+        values = [evaluate.VALUES[a] for a in evaluate.ATTRIBUTES]  # the order of a combination's fields
         width = max(len(v) for v in values)
         groups = torch.full((len(combos), len(values), width), -1)
         for c, i in index.items():
@@ -299,8 +299,7 @@ class CLIPModule(L.LightningModule):
         recon = self.recons[index, frame]
         use_recon = (torch.rand(len(index)) < 0.5).view(-1, 1, 1, 1)
         pixels = (torch.where(use_recon, recon, clean).float() / 255 - self.pixel_mean) / self.pixel_std
-        text = self.tokenizer(self.texts, padding=True, return_tensors="pt")
-        clip = CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
+        text, clip = self.text, CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
         image = F.normalize(clip.get_image_features(pixels), dim=-1)
         captions = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask), dim=-1)
         logits = self.clip.logit_scale.exp() * image @ captions.T  # (B, all training captions)
