@@ -63,6 +63,15 @@ def check_sampling(pretrained: str, clip: str | None, dtype: str, num_frames: in
         raise ValueError(f"model.height and model.width must be positive multiples of 16; got {height}x{width}")
 
 
+def temporal_compression(pretrained: str) -> int:
+    """How many frames the checkpoint's VAE folds into one latent frame: read from a local checkpoint's
+    vae/config.json (the toy's VAE folds 2); 4, CogVideoX's, for a hub id."""
+    config = Path(resolve_weights(pretrained, "cogvideox")) / "vae" / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("temporal_compression_ratio", 4))
+    return 4
+
+
 def load_frozen_pipeline(pretrained: str, dtype: str):
     """CogVideoXPipeline without T5 (embeddings come from the cache), transformer and VAE frozen, on the CPU."""
     from diffusers import CogVideoXPipeline

@@ -30,7 +30,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from richspace.finder import interpolate
-from richspace.generation import DTYPES, MixDataModule, check_sampling, load_frozen_pipeline, resolve_weights, to_uint8
+from richspace.generation import (
+    DTYPES, MixDataModule, check_sampling, load_frozen_pipeline, resolve_weights, temporal_compression, to_uint8,
+)
 from richspace.runs import atomic_write, atomic_write_text
 
 
@@ -180,10 +182,11 @@ class RefineModule(L.LightningModule):
             raise ValueError(
                 f"model.grad_steps (K={grad_steps}) must lie in 1..num_inference_steps ({num_inference_steps})"
             )
-        latent_frames = (num_frames - 1) // 4 + 1
+        fold = temporal_compression(pretrained)
+        latent_frames = (num_frames - 1) // fold + 1
         if decode_latent_frames is not None and not 1 <= decode_latent_frames <= latent_frames:
             raise ValueError(f"model.decode_latent_frames must lie in 1..{latent_frames} for {num_frames} frames")
-        decoded = 1 + 4 * ((decode_latent_frames or latent_frames) - 1)
+        decoded = 1 + fold * ((decode_latent_frames or latent_frames) - 1)
         if clip_frames is not None and (not clip_frames or not all(0 <= i < decoded for i in clip_frames)):
             raise ValueError(f"model.clip_frames must be a non-empty list of frame indices in 0..{decoded - 1}")
         if not alpha_range[0] < alpha_range[1]:

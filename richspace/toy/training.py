@@ -4,16 +4,20 @@ Stages, each a LightningModule logged to TensorBoard (``OUT/logs/<stage>``) and 
 library's own format before the next starts (a rerun skips finished stages, so a killed
 build resumes at the stage it was in):
 
-1. ``vae``: AutoencoderKLCogVideoX (3 blocks: 32x32x9 -> 8x8x3 latents, 16 channels) on
-   rendered videos; the loss weights object pixels up, since shape lives in few pixels.
+1. ``vae``: AutoencoderKLCogVideoX (2 blocks: 32x32x9 -> 16x16x5 latents, 4 channels) on
+   rendered videos; the loss weights object pixels up, since shape lives in few pixels. At
+   CogVideoX's own 8x spatial / 4x temporal ratio (3 blocks here: 8x8x3 latents) a square
+   and a circle differed less in latent space than a one-pixel shift, and no denoiser this
+   size drew shapes; at 16x16 they differ 3x more (BENCHMARKS.md).
 2. ``latents``: the VAE encodes the video pool once (posterior mean and log-variance) and
-   sets ``scaling_factor`` to one over the latents' std; its reconstructions feed CLIP.
+   sets ``scaling_factor`` to one over the latents' std; its decodes feed CLIP.
 3. ``denoiser``: a T5EncoderModel (byte-level tokenizer) and a CogVideoXTransformer3DModel
    trained together on v-prediction, as diffusers' CogVideoX fine-tuning example, with the
    pipeline's text handling (padded to the max length, no attention mask), 10% empty
    captions for classifier-free guidance, and an EMA of the weights.
-4. ``clip``: a CLIPModel trained contrastively on single frames (clean and VAE-reconstructed)
-   and captions, so the refinement objective and CLIPScore use it unchanged.
+4. ``clip``: a CLIPModel trained contrastively on single frames and captions, so the
+   refinement objective and CLIPScore use it unchanged. Frames come rendered, reconstructed,
+   and decoded from latents off by up to one latent std: mottled, as generated videos are.
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -37,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, evaluate, world
 
+LATENT_CHANNELS = 4
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
@@ -50,7 +55,7 @@ class BuildConfig:
     vae_batch: int = 8
     vae_lr: float = 2e-3
     vae_kl: float = 5e-3  # enough posterior noise that the decoder tolerates the denoiser's small errors
-    denoiser_steps: int = 5000
+    denoiser_steps: int = 4000
     denoiser_batch: int = 64
     denoiser_lr: float = 1e-3
     ema_decay: float = 0.995
@@ -68,9 +73,9 @@ def build_vae():
     from diffusers import AutoencoderKLCogVideoX
 
     return AutoencoderKLCogVideoX(
-        down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
-        block_out_channels=(8, 16, 32), latent_channels=16, layers_per_block=1, norm_num_groups=4,
-        temporal_compression_ratio=4, sample_height=world.SIZE, sample_width=world.SIZE, scaling_factor=1.0,
+        down_block_types=("CogVideoXDownBlock3D",) * 2, up_block_types=("CogVideoXUpBlock3D",) * 2,
+        block_out_channels=(8, 32), latent_channels=LATENT_CHANNELS, layers_per_block=1, norm_num_groups=4,
+        temporal_compression_ratio=2, sample_height=world.SIZE, sample_width=world.SIZE, scaling_factor=1.0,
     )
 
 
@@ -90,9 +95,9 @@ def build_transformer():
     from diffusers import CogVideoXTransformer3DModel
 
     return CogVideoXTransformer3DModel(
-        num_attention_heads=4, attention_head_dim=16, in_channels=16, out_channels=16, time_embed_dim=64,
-        text_embed_dim=64, num_layers=4, sample_width=world.SIZE // 4, sample_height=world.SIZE // 4,
-        sample_frames=world.FRAMES, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=TEXT_LEN,
+        num_attention_heads=4, attention_head_dim=16, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        time_embed_dim=64, text_embed_dim=64, num_layers=4, sample_width=world.SIZE // 2, sample_height=world.SIZE // 2,
+        sample_frames=world.FRAMES, patch_size=4, temporal_compression_ratio=2, max_text_seq_length=TEXT_LEN,
         use_rotary_positional_embeddings=False,
     )
 
@@ -173,6 +178,11 @@ def _loader(count: int, batch: int, seed: int) -> DataLoader:
 def to_vae_input(videos: Tensor) -> Tensor:
     """(B, F, 3, H, W) uint8 -> (B, 3, F, H, W) in [-1, 1], the VAE's layout."""
     return videos.permute(0, 2, 1, 3, 4).float() / 127.5 - 1.0
+
+
+def to_uint8_video(frames: Tensor) -> Tensor:
+    """The VAE's (B, 3, F, H, W) output in [-1, 1] -> (B, F, 3, H, W) uint8."""
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 1, 3, 4)
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:
@@ -273,9 +283,11 @@ class CLIPModule(L.LightningModule):
     captions that differ in that attribute alone: the choice the quality floor's ranking makes.
     """
 
-    def __init__(self, videos: Tensor, recons: Tensor, truth: list[world.Attributes], steps: int, lr: float):
+    def __init__(self, videos: Tensor, recons: Tensor, rough: Tensor, truth: list[world.Attributes], steps: int,
+                 lr: float):
         super().__init__()
-        self.videos, self.recons, self.steps, self.lr = videos, recons, steps, lr
+        self.views = torch.stack([videos, recons, rough])  # (3, N, F, 3, H, W): rendered, reconstructed, mottled
+        self.steps, self.lr = steps, lr
         self.clip, self.tokenizer = build_clip()
         combos = world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
@@ -295,10 +307,8 @@ class CLIPModule(L.LightningModule):
 
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
         frame = torch.randint(0, world.FRAMES, (len(index),))
-        clean = self.videos[index, frame]
-        recon = self.recons[index, frame]
-        use_recon = (torch.rand(len(index)) < 0.5).view(-1, 1, 1, 1)
-        pixels = (torch.where(use_recon, recon, clean).float() / 255 - self.pixel_mean) / self.pixel_std
+        view = torch.randint(0, len(self.views), (len(index),))
+        pixels = (self.views[view, index, frame].float() / 255 - self.pixel_mean) / self.pixel_std
         text, clip = self.text, CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
         image = F.normalize(clip.get_image_features(pixels), dim=-1)
         captions = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask), dim=-1)
@@ -370,22 +380,28 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     if not _done(out, "latents"):
         start = time.time()
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-        means, logvars, recons = [], [], []
+        means, logvars, recons, rough = [], [], [], []
+        noise = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():
             for chunk in videos.split(64):
                 dist = vae.encode(to_vae_input(chunk)).latent_dist
                 means.append(dist.mean)
                 logvars.append(dist.logvar)
-                frames = vae.decode(dist.mean).sample  # (B, 3, F, H, W)
-                recons.append(((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 1, 3, 4))
+                recons.append(to_uint8_video(vae.decode(dist.mean).sample))
+                rough.append(dist.mean)  # decoded below, once the latents' scale is known
         mean, logvar = torch.cat(means), torch.cat(logvars)
         scale = float(1.0 / mean.std())
+        with torch.no_grad():  # latents off by up to one latent std: mottled frames, as generated videos are
+            for i, m in enumerate(rough):
+                sigma = torch.rand(len(m), 1, 1, 1, 1, generator=noise) / scale
+                rough[i] = to_uint8_video(vae.decode(m + sigma * torch.randn(m.shape, generator=noise)).sample)
         vae.register_to_config(scaling_factor=scale)
         vae.save_pretrained(out / "stage-vae")
         # The transformer's layout: (N, F', C, h, w), scaled as the pipeline scales.
         save_file({"mean": (mean * scale).permute(0, 2, 1, 3, 4).contiguous(),
                    "logvar": (logvar + 2 * math.log(scale)).permute(0, 2, 1, 3, 4).contiguous(),
-                   "recons": torch.cat(recons).contiguous()}, out / "latents.safetensors")
+                   "recons": torch.cat(recons).contiguous(), "rough": torch.cat(rough).contiguous()},
+                  out / "latents.safetensors")
         recons = torch.cat(recons)
         psnr = float(10 * torch.log10(1.0 / ((recons.float() - videos.float()) / 255).pow(2).mean()))
         _mark(out, "latents", time.time() - start, scaling_factor=scale, psnr=round(psnr, 2),
@@ -413,7 +429,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     if not _done(out, "clip"):
         start = time.time()
         L.seed_everything(cfg.seed, verbose=False)
-        module = CLIPModule(videos, cached["recons"], truth, cfg.clip_steps, cfg.clip_lr)
+        module = CLIPModule(videos, cached["recons"], cached["rough"], truth, cfg.clip_steps, cfg.clip_lr)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},

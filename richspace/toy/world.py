@@ -42,7 +42,7 @@ THRESHOLD = 0.35  # mask: brightest channel above this
 STREAK, STREAK_GAP = 0.25, 3  # the motion streak's brightness and its offset behind the object (pixels)
 RAMP = 0.6  # the object's brightness at its trailing edge (1 at the leading edge)
 STRIPE = 3  # stripe width in pixels (white and coloured bands alternate)
-JITTER = 3  # start position jitter in pixels, each axis
+JITTER = 0  # start position jitter in pixels, each axis: none (with one, the toy denoiser draws the average blob; BENCHMARKS.md)
 SUPERSAMPLE = 4
 
 # Compositions never seen in training: the toy's "tiger with zebra stripes". Every other pair of
@@ -126,7 +126,7 @@ def training_combinations() -> list[tuple[str, str, str, str]]:
 
 
 def sample_attributes(rng: np.random.Generator, combination: tuple[str, str, str, str]) -> Attributes:
-    """A random video of a combination: a hue anywhere in the colour word's 60-degree band, a random start."""
+    """A random video of a combination: a hue anywhere in the colour word's 60-degree band, a start within JITTER."""
     colour, shape, pattern, direction = combination
     hue = (COLOURS[colour] + rng.uniform(-30.0, 30.0)) % 360.0
     offset = tuple(int(v) for v in rng.integers(-JITTER, JITTER + 1, size=2))
