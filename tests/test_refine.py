@@ -191,6 +191,15 @@ def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys
     assert expected in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_latent_frame_checks_follow_the_checkpoints_vae():
+    """The toy VAE folds 2 frames into a latent frame, CogVideoX's (and the tiny one's) 4: 9 frames are 5 or 3."""
+    from richspace.generation import temporal_compression
+
+    assert temporal_compression("toy") == 2
+    assert temporal_compression("tiny") == 4
+    assert temporal_compression("THUDM/CogVideoX-2b") == 4  # a hub id: CogVideoX's, nothing fetched
+
+
 def test_soft_min_and_torch_preprocessing():
     x, y = torch.tensor(3.0), torch.tensor(10.0)
     assert float(soft_min(x, y, 0.01)) == pytest.approx(3.0, abs=1e-3)
