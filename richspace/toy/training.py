@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from richspace.generation import to_uint8
 from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, evaluate, world
 
@@ -182,7 +183,7 @@ def to_vae_input(videos: Tensor) -> Tensor:
 
 def to_uint8_video(frames: Tensor) -> Tensor:
     """The VAE's (B, 3, F, H, W) output in [-1, 1] -> (B, F, 3, H, W) uint8."""
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 1, 3, 4)
+    return to_uint8((frames + 1) / 2).permute(0, 2, 1, 3, 4)
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:
