@@ -389,13 +389,12 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
                 means.append(dist.mean)
                 logvars.append(dist.logvar)
                 recons.append(to_uint8_video(vae.decode(dist.mean).sample))
-                rough.append(dist.mean)  # decoded below, once the latents' scale is known
         mean, logvar = torch.cat(means), torch.cat(logvars)
         scale = float(1.0 / mean.std())
         with torch.no_grad():  # latents off by up to one latent std: mottled frames, as generated videos are
-            for i, m in enumerate(rough):
+            for m in means:
                 sigma = torch.rand(len(m), 1, 1, 1, 1, generator=noise) / scale
-                rough[i] = to_uint8_video(vae.decode(m + sigma * torch.randn(m.shape, generator=noise)).sample)
+                rough.append(to_uint8_video(vae.decode(m + sigma * torch.randn(m.shape, generator=noise)).sample))
         vae.register_to_config(scaling_factor=scale)
         vae.save_pretrained(out / "stage-vae")
         # The transformer's layout: (N, F', C, h, w), scaled as the pipeline scales.
