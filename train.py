@@ -7,35 +7,34 @@
 
 Then: python infer.py --data.alpha_from RUN_DIR/refinement.json  (adds the `refined` video;
 the default run writes runs/refine-toy/refinement.json).
-A killed run started again with the same command resumes from RUN_DIR/checkpoints/last.ckpt;
---overwrite true starts again from the closed-form alphas.
+Each rank refines the mixes it owns (the same sharding and --trainer flags as infer.py) and
+saves every mix's state after each step under RUN_DIR/refine/; a killed run started again
+with the same command continues each mix where it stopped; --overwrite true starts every mix
+again from the closed form. Rank 0 then merges the states into RUN_DIR/refinement.json.
 """
 
 import sys
+import warnings
 from pathlib import Path
 
-from jsonargparse import lazy_instance
-from lightning.pytorch.callbacks import ModelCheckpoint
-
-from richspace.cli import build_cli, prepare_run_dir
-from richspace.refinement import IndependentDDPStrategy, RefineDataModule, RefineModule
+from richspace.cli import build_cli, one_line_errors, prepare_run_dir
+from richspace.refinement import RefineDataModule, RefineModule, finish_refinement
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "refine-toy.yaml"
 
 
 def main(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
+    warnings.filterwarnings("ignore", message="predict returned None")  # each step writes its mix's state instead
+    # Refinement needs gradients inside predict_step: no inference_mode (predict then runs under no_grad).
     cli = build_cli(RefineModule, RefineDataModule, args, DEFAULT_CONFIG,
-                    {"use_distributed_sampler": False, "strategy": lazy_instance(IndependentDDPStrategy)})
+                    {"use_distributed_sampler": False, "inference_mode": False})
     run_dir = prepare_run_dir(cli)
-    # At each epoch's end (one step per mix): Lightning restarts a plain dataloader from its start on resume,
-    # so a mid-epoch checkpoint would step some mixes twice. A resume redoes at most one step per mix.
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
-                                  save_on_train_epoch_end=True, enable_version_counter=False)
-    cli.trainer.callbacks.append(checkpoints)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = last.is_file() and not cli.config["overwrite"]  # --overwrite true starts from the closed form again
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=last if resume else None)
+    with one_line_errors():
+        cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    cli.trainer.strategy.barrier()  # every rank, even one that got no mix
+    if cli.trainer.is_global_zero:
+        finish_refinement(run_dir, cli.datamodule, cli.model.hparams.per_token, cli.trainer.logger)
 
 
 if __name__ == "__main__":

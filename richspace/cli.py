@@ -1,14 +1,16 @@
 """The command line shared by infer.py and train.py: LightningCLI with the project's contract names.
 
 A config file plus dotted overrides, no subcommand (LightningCLI with run=False). The
-``__init__`` signatures of the LightningModule and LightningDataModule are the schema; an
-unknown key is an error. Contract names scripts rely on: ``--config FILE``,
+``__init__`` signatures of the Sampler, the LightningModule and the LightningDataModule are
+the schema (sections ``sampler:``, ``model:``, ``data:``, ``trainer:``); an unknown key is an
+error. The CLI builds one Sampler and hands it to the module (``model.sampler``). Contract names scripts rely on: ``--config FILE``,
 ``--experiments FILE``, ``--run_dir DIR``, ``--trainer.devices N``, ``--overwrite``.
 Every bad input ends in one line on stderr and exit code 2, before any model loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +20,8 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from richspace.runs import atomic_write_text, check_writable
+from richspace.sampler import Sampler
+from richspace.specs import SpecError
 
 # Keys that may differ between a run and its resumption in the same run dir.
 RESUMABLE_KEYS = ("trainer", "overwrite", "config")
@@ -32,8 +36,10 @@ class RichspaceCLI(LightningCLI):
         parser.link_arguments("run_dir", "data.run_dir")
         parser.link_arguments("overwrite", "data.overwrite")
         parser.link_arguments("run_dir", "trainer.default_root_dir")
-        parser.link_arguments("model.pretrained", "data.pretrained")
-        parser.link_arguments("model.max_sequence_length", "data.max_sequence_length")
+        parser.add_class_arguments(Sampler, "sampler")
+        parser.link_arguments("sampler", "model.sampler", apply_on="instantiate")
+        parser.link_arguments("sampler.pretrained", "data.pretrained")
+        parser.link_arguments("sampler.max_sequence_length", "data.max_sequence_length")
 
 
 def one_line(error: BaseException) -> str:
@@ -94,3 +100,13 @@ def prepare_run_dir(cli: RichspaceCLI) -> Path:
     if cli.trainer.is_global_zero:
         atomic_write_text(saved, dumped)
     return run_dir
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Errors in the mixes found while the Trainer prepares them (the finder's included): one line, exit code 2."""
+    try:
+        yield
+    except SpecError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from richspace.tiny import cache_root
+from richspace.weights import check_weights
 
 ENCODER_PARTS = ("text_encoder", "tokenizer")
 
@@ -62,25 +63,6 @@ def t5_prompt_embeds(
         prompt_embeds = text_encoder(text_input_ids.to(device))[0]
     n_ids = int((text_input_ids != tokenizer.pad_token_id).sum())
     return prompt_embeds[0].to(dtype=text_encoder.dtype), n_ids, truncated
-
-
-def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
-    """One clear error for a local weights path that is not a directory; 'toy', 'tiny' and hub ids pass
-    (a hub id is anything of the form owner/name that is not an existing path)."""
-    name = str(name)
-    if name == "toy":
-        from richspace.toy import toy_weights
-
-        toy_weights()  # says how to get them where they are missing
-        return
-    if name == "tiny":
-        return
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
-    if looks_local and not Path(name).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
-            "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), 'toy' or 'tiny'"
-        )
 
 
 def resolve_checkpoint(model: str | Path, parts: Sequence[str] = ENCODER_PARTS) -> Path:

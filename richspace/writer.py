@@ -9,14 +9,16 @@ gathers the records from the run dir: a resumed run reports finished mixes too.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from richspace.generation import read_mp4, write_mp4
+from richspace.data import MixItem, MixVideos
 from richspace.metrics import mean_table
 from richspace.runs import atomic_write, atomic_write_text, mix_dir, read_record
+from richspace.video import read_mp4, write_mp4
 
 RESULT_KEYS = ("id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas", "readouts", "success")
 METHOD_ORDER = ("guide", "average", "finder", "refined")
@@ -33,19 +35,19 @@ class RunWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.run_dir, self.fps = Path(run_dir), fps
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        item, folder = batch, mix_dir(self.run_dir, batch["id"])
+    def write_on_batch_end(self, trainer, pl_module, prediction: MixVideos, batch_indices, batch: MixItem, batch_idx,
+                           dataloader_idx=0):
+        item, folder = batch, mix_dir(self.run_dir, batch.id)
         videos = {}
-        for method, frames in prediction["videos"].items():
+        for method, frames in prediction.videos.items():
             path = folder / f"{method}.mp4"
             atomic_write(path, lambda tmp, frames=frames: write_mp4(frames, tmp, self.fps))
             videos[method] = path.relative_to(self.run_dir).as_posix()
-        record = {key: item[key] for key in ("id", "index", "alpha", "n_ids", "seed")}
-        record |= {"videos": videos, "metrics": prediction["metrics"], "alphas": item["alphas"]}
-        record |= {"readouts": prediction.get("readouts", {}), "success": prediction.get("success", {})}
-        record |= {"scores": item["scores"], "texts": item["texts"], "meta": item["meta"]}
+        record = {"id": item.id, "index": item.index, "alpha": item.alpha, "n_ids": item.n_ids, "seed": item.seed,
+                  "videos": videos, "metrics": prediction.metrics, "alphas": item.alphas,
+                  "readouts": prediction.readouts, "success": prediction.success, "scores": item.scores,
+                  "texts": asdict(item.texts), "meta": item.meta}
         atomic_write_text(folder / "record.json", json.dumps(record, indent=1) + "\n")
-
 
 
 def finish_run(run_dir: Path, ids: list[str], logger=None) -> str:
@@ -65,21 +67,22 @@ def finish_run(run_dir: Path, ids: list[str], logger=None) -> str:
     return table
 
 
-def curve_figure(record: dict):
+def curve_figure(mix_id: str, scores: dict[str, list[float]], alpha: float, index: int):
+    """The finder's score curves over alpha with its choice marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    k = len(record["scores"]["sum"]) - 1
+    k = len(scores["sum"]) - 1
     alphas = [i / k for i in range(k + 1)]
-    for name, curve in record["scores"].items():
+    for name, curve in scores.items():
         ax.plot(alphas, curve, label=name)
-    ax.axvline(record["alpha"], color="k", linestyle="--", label=f"chosen i={record['index']}")
+    ax.axvline(alpha, color="k", linestyle="--", label=f"chosen i={index}")
     ax.set_xlabel("alpha (weight on A)")
     ax.set_ylabel("phi_cos to the foot")
-    ax.set_title(record["id"])
+    ax.set_title(mix_id)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -100,7 +103,7 @@ def frames_grid(run_dir: Path, record: dict, methods: list[str], columns: int = 
 def log_tensorboard(writer, run_dir: Path, records: list[dict], methods: list[str], table: str) -> None:
     for step, record in enumerate(records):
         mix_id = record["id"]
-        writer.add_figure(f"curves/{mix_id}", curve_figure(record), step)
+        writer.add_figure(f"curves/{mix_id}", curve_figure(mix_id, record["scores"], record["alpha"], record["index"]), step)
         writer.add_image(f"frames/{mix_id} ({', '.join(m for m in methods if m in record['videos'])})",
                          frames_grid(run_dir, record, methods), step)
         for method, values in record["metrics"].items():

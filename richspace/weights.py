@@ -1,0 +1,63 @@
+"""Where weights come from: 'toy', 'tiny', a hub id or a local directory, and the checks that say what to fix.
+
+Nothing here downloads: a hub id is handed to ``from_pretrained`` as it is (the Hugging Face
+cache serves it once it was fetched with network access), 'toy' is the trained toy world
+shipped in the package, 'tiny' the random checkpoint this project builds itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_weights(name: str, part: str) -> str:
+    """'toy' -> the trained toy weights in the package; 'tiny' -> the built random tiny checkpoint;
+    a local path or hub id is returned as it is. ``part`` is 'cogvideox' or 'clip'."""
+    if name == "toy":
+        from richspace.toy import toy_weights
+
+        return str(toy_weights() / part)
+    if name == "tiny":
+        from richspace.tiny import tiny_checkpoint
+
+        return str(tiny_checkpoint() / part)
+    return name
+
+
+def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
+    """One clear error for a local weights path that is not a directory; 'toy', 'tiny' and hub ids pass
+    (a hub id is anything of the form owner/name that is not an existing path)."""
+    name = str(name)
+    if name == "toy":
+        from richspace.toy import toy_weights
+
+        toy_weights()  # says how to get them where they are missing
+        return
+    if name == "tiny":
+        return
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
+            "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), 'toy' or 'tiny'"
+        )
+
+
+def check_dtype(dtype: str, key: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"{key} must be one of {list(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def temporal_compression(pretrained: str) -> int:
+    """How many frames the checkpoint's VAE folds into one latent frame: read from a local checkpoint's
+    vae/config.json (the toy's VAE folds 2); 4, CogVideoX's, for a hub id."""
+    config = Path(resolve_weights(pretrained, "cogvideox")) / "vae" / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("temporal_compression_ratio", 4))
+    return 4
