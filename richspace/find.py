@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device} asked for, but no CUDA GPU is visible; use --device cpu")
         from richspace.encoding import PromptEncoder
-        from richspace.generation import resolve_weights
+        from richspace.weights import resolve_weights
         from richspace.mixing import find_mixes
 
         model = resolve_weights(args.model, "cogvideox")

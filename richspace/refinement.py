@@ -204,9 +204,11 @@ class RefineModule(L.LightningModule):
         return RefineState(alpha_0=item.alpha, coefficients=coefficients.double())
 
     def predict_step(self, item: MixItem, batch_idx: int = 0) -> None:
-        """Refines one mix to the end, writing its state after every step (a restart continues from it)."""
+        self.refine(item, state_path(self.trainer.datamodule.run_dir, item.id))
+
+    def refine(self, item: MixItem, path: Path) -> RefineState:
+        """Refines one mix to the end, writing its state to ``path`` after every step (a restart continues from it)."""
         hp = self.hparams
-        path = state_path(self.trainer.datamodule.run_dir, item.id)
         state = load_state(path) or self.start(item)
         alpha = nn.Parameter(state.coefficients.clone().to(self.sampler.device))
         optimizer = torch.optim.Adam([alpha], lr=hp.lr)
@@ -230,6 +232,7 @@ class RefineModule(L.LightningModule):
             self.remember(state, terms, alpha, frames, final=True)
             state.done = True
             save_state(path, state)
+        return state
 
     def remember(self, state: RefineState, terms: dict, alpha: Tensor, frames: Tensor, final: bool = False) -> None:
         """Appends a step to the history, keeps the best iterate (the closed-form start is the first) and frames."""

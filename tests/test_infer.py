@@ -12,8 +12,9 @@ import pytest
 import torch
 import yaml
 
-from richspace.generation import read_mp4, resolve_weights
 from richspace.runs import mix_seed
+from richspace.video import read_mp4
+from richspace.weights import resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config", str(REPO / "configs" / "tiny.yaml")]  # these tests run the random tiny checkpoint
@@ -77,8 +78,8 @@ def test_outputs_of_a_run(tiny_run):
 def test_videos_equal_a_bare_diffusers_call(tiny_run, tiny_pipe):
     """Same embeddings, negative (the encoded empty prompt) and seed through CogVideoXPipeline directly."""
     from richspace.encoding import PromptEncoder
-    from richspace.generation import MixVideoModule
     from richspace.mixing import find_mixes
+    from richspace.sampler import Sampler
     from richspace.specs import load_specs
 
     specs = load_specs(REPO / "configs" / "experiments" / "paper.yaml")
@@ -93,9 +94,8 @@ def test_videos_equal_a_bare_diffusers_call(tiny_run, tiny_pipe):
             output_type="pt",
         )
     expected = (out.frames[0].clamp(0, 1) * 255).round().to(torch.uint8)
-    module = MixVideoModule(num_frames=9, height=32, width=32, num_inference_steps=4)
-    module.setup("predict")
-    assert torch.equal(module.generate(found.embedding, negative, seed), expected)  # bit for bit
+    sampler = Sampler(num_frames=9, height=32, width=32, num_inference_steps=4).load("cpu")
+    assert torch.equal(sampler.generate(found.embedding, negative, seed), expected)  # bit for bit
     # The mp4 is lossy (H.264 on noise-like tiny frames): it must carry these frames, far closer to them than
     # a flat video of their mean colour is.
     ours = read_mp4(tiny_run / "mixes" / "red-blue" / "finder.mp4").float()
@@ -127,9 +127,9 @@ def test_rerun_skips_finished_mixes_and_overwrite_redoes_them(tiny_run):
 
 def test_other_settings_in_the_same_run_dir_are_refused(tiny_run):
     proc = infer("--run_dir", str(tiny_run), "--data.only", TWO, "--data.sweep", "[0, 30]",
-                 "--model.num_inference_steps", "3", check=False)
+                 "--sampler.num_inference_steps", "3", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tiny_run} holds a run with other settings (model differ)")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tiny_run} holds a run with other settings (sampler differ)")
 
 
 def test_refined_alpha_from_a_refinement_file(tmp_path):
@@ -184,17 +184,19 @@ def test_a_killed_run_resumes_without_redoing_or_leaving_partial_files(tmp_path)
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--model.pretrained", "/nonexistent/cogvideox"], "CogVideoX weights not found at '/nonexistent/cogvideox'"),
+        (["--sampler.pretrained", "/nonexistent/cogvideox"], "CogVideoX weights not found at '/nonexistent/cogvideox'"),
         (["--model.clip", "./no-clip"], "CLIP weights not found at './no-clip'"),
         (["--model.bogus", "3"], "unrecognized arguments: --model.bogus"),
         (["--trainer.accelerator", "gpu"], "a GPU was asked for but none is visible"),
         (["--run_dir", "/proc/richspace-forbidden"], "cannot be written"),
         (["--experiments", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read the mix specs file"),
-        (["--model.num_frames", "10"], "model.num_frames must be 4k+1"),
-        (["--model.height", "40"], "multiples of 16"),
+        (["--sampler.num_frames", "10"], "sampler.num_frames must be 4k+1"),
+        (["--sampler.height", "40"], "multiples of 16"),
         (["--data.only", "[nope]"], "data.only names unknown mix ids ['nope']"),
         (["--data.sweep", "[31]"], "data.sweep indices must lie in 0..k=30"),
         (["--data.alpha_from", "/nonexistent.json"], "alpha_from: /nonexistent.json is not a readable refinement"),
+        (["--sampler.cache", "magic"], "sampler.cache must be null or one of"),
+        (["--sampler.dtype", "float8"], "sampler.dtype must be one of"),
     ],
 )
 def test_bad_input_is_one_line_before_models_load(args, expected, tmp_path, monkeypatch, capsys):
@@ -212,6 +214,21 @@ def test_bad_input_is_one_line_before_models_load(args, expected, tmp_path, monk
     assert err[-1].startswith("error: ") and expected in err[-1]
 
 
+def test_a_mix_the_finder_cannot_solve_is_one_line(tmp_path, capsys):
+    """A and B encode to the same embedding: no line to project on. The finder's error reaches the user as one
+    line naming the file and the mix, exit code 2, before the video model loads."""
+    import infer as infer_script
+
+    specs = tmp_path / "specs.yaml"
+    specs.write_text(yaml.safe_dump([{"id": "same", "a": "a red fox", "b": "a red fox", "guide": "a fox"}]))
+    with pytest.raises(SystemExit) as info:
+        infer_script.main([*TINY, "--experiments", str(specs), "--data.only", "null", "--run_dir", str(tmp_path / "r")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {specs}: mix 'same'"), err[-1]
+    assert not (tmp_path / "r" / "mixes").exists()
+
+
 def test_bad_specs_file(tmp_path, capsys):
     import infer as infer_script
 
@@ -227,7 +244,8 @@ def test_every_config_instantiates(config, tmp_path):
     from lightning import LightningDataModule, LightningModule
 
     from richspace.cli import build_cli
-    from richspace.generation import MixDataModule, MixVideoModule
+    from richspace.data import MixDataModule
+    from richspace.generation import MixVideoModule
     from richspace.refinement import RefineDataModule, RefineModule
 
     args = ["--config", str(REPO / "configs" / config), "--run_dir", str(tmp_path)]

@@ -1,5 +1,6 @@
 """Refinement (`python train.py`) on the tiny checkpoint: it climbs the objective, learns nothing but
-the coefficients, resumes after a kill, splits over processes, and refuses settings that cannot work."""
+the coefficients, resumes each mix after a kill or a crash exactly, splits over processes, and refuses
+settings that cannot work."""
 
 import hashlib
 import json
@@ -13,14 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from richspace.refinement import RefineDataModule, RefineModule, clip_pixel_values, soft_min
+from richspace.objective import clip_pixel_values, soft_min
+from richspace.refinement import RefineDataModule, RefineModule, load_state, state_path
+from richspace.sampler import Sampler
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config", str(REPO / "configs" / "refine-tiny.yaml")]  # the random tiny checkpoint
 TRAIN = [sys.executable, str(REPO / "train.py"), *TINY]
 INFER_TINY = [sys.executable, str(REPO / "infer.py"), "--config", str(REPO / "configs" / "tiny.yaml")]
-MIXES = "[red-blue, tiger-zebra, green-red]"  # three: on two processes one takes a padding step
-EXACT = ["--data.only", MIXES, "--trainer.max_epochs", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
+MIXES = "[red-blue, tiger-zebra, green-red]"  # three: on two processes, one rank owns two
+EXACT = ["--data.only", MIXES, "--model.steps", "20", "--model.lr", "0.1", "--model.grad_steps", "8"]
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
@@ -37,9 +40,8 @@ def result(run_dir: Path) -> dict:
 def module_and_data(tmp_path_factory):
     data = RefineDataModule(only=["red-blue", "tiger-zebra", "green-red"], run_dir=str(tmp_path_factory.mktemp("u")))
     data.prepare_data()
-    data.setup("fit")
-    module = RefineModule()
-    module.init_coefficients(data.selected, [item["alpha"] for item in data.items])
+    data.setup("predict")
+    module = RefineModule(Sampler(num_frames=9, height=32, width=32, num_inference_steps=8))
     module.load_models("cpu")
     return module, data
 
@@ -63,8 +65,8 @@ def test_refinement_climbs_to_the_best_of_its_basin(refined, module_and_data):
     module, data = module_and_data
     grid = [i / 40 for i in range(41)]
     for item in data.items:
-        entry = result(refined)[item["id"]]
-        start = item["alpha"]
+        entry = result(refined)[item.id]
+        start = item.alpha
         assert entry["alpha_closed_form"] == start
         assert entry["objective_before"] == pytest.approx(objective_at(module, item, start), abs=1e-5)
         assert entry["objective_after"] == pytest.approx(objective_at(module, item, entry["alpha"]), abs=1e-5)
@@ -77,13 +79,13 @@ def test_refinement_climbs_to_the_best_of_its_basin(refined, module_and_data):
                 break
             i = max(up, key=lambda j: values[j])
         basin_best, gain = values[i], values[i] - entry["objective_before"]
-        assert entry["objective_after"] >= basin_best - max(0.1 * gain, 2e-4), (item["id"], entry, grid[i], basin_best)
+        assert entry["objective_after"] >= basin_best - max(0.1 * gain, 2e-4), (item.id, entry, grid[i], basin_best)
 
 
 def frozen_digest(module) -> str:
     """sha256 over every frozen weight and buffer of the transformer, the VAE and CLIP."""
     h = hashlib.sha256()
-    for part in (module.pipe.transformer, module.pipe.vae, module.clip):
+    for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.clip):
         for name, value in part.state_dict().items():
             h.update(name.encode())
             h.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
@@ -93,53 +95,100 @@ def frozen_digest(module) -> str:
 def test_only_the_coefficients_learn(module_and_data):
     module, data = module_and_data
     before = frozen_digest(module)
-    alpha = module.alphas[0]
+    alpha = torch.nn.Parameter(torch.tensor(data.items[0].alpha, dtype=torch.float64))
     optimizer = torch.optim.Adam([alpha], lr=0.1)
     for _ in range(3):
         optimizer.zero_grad()
         terms, _ = module.objective(data.items[0], alpha)
         (-terms["objective"]).backward()
         assert alpha.grad is not None and torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
-        for part in (module.pipe.transformer, module.pipe.vae, module.clip):
+        for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.clip):
             assert all(p.grad is None and not p.requires_grad for p in part.parameters())
         optimizer.step()
-    assert list(module.parameters()) == list(module.alphas.parameters())  # nothing else is a parameter
+    assert list(module.parameters()) == []  # the coefficients live in each mix's state, not in the module
     assert frozen_digest(module) == before  # frozen weights bitwise unchanged
 
 
-def test_a_killed_refinement_resumes_to_the_same_result(tmp_path):
-    """Two processes, three mixes (one rank pads), killed after a few epoch checkpoints, started again."""
-    args = ["--data.only", MIXES, "--trainer.max_epochs", "8", "--trainer.devices", "2"]
+def trajectories(run_dir: Path) -> dict:
+    return {mix_id: (e["alpha"], e["alpha_last"], [(s["alpha"], s["objective"]) for s in e["trajectory"]])
+            for mix_id, e in result(run_dir).items()}
+
+
+def test_a_crashed_mix_continues_to_the_same_trajectory(module_and_data, tmp_path, monkeypatch):
+    """One process: a crash after a mix's third step; the same predict_step again continues from its saved state
+    (coefficients, Adam's moments, history, best) and ends exactly where an uninterrupted run ends."""
+    import richspace.refinement as refinement
+
+    module, data = module_and_data
+    item = data.items[0]
+    module.hparams.steps = 6
+
+    whole, crashed = state_path(tmp_path / "whole", item.id), state_path(tmp_path / "crashed", item.id)
+    module.refine(item, whole)
+    save, calls = refinement.save_state, []
+
+    def crash_after_three(path, state):
+        save(path, state)
+        calls.append(state.step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(refinement, "save_state", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        module.refine(item, crashed)
+    saved = load_state(crashed)
+    assert saved.step == 3 and not saved.done and len(saved.optimizer["state"]) == 1
+    module.refine(item, crashed)  # the restart
+    a, b = load_state(whole), load_state(crashed)
+    assert a.done and b.done and a.step == b.step == 6
+    assert torch.equal(a.coefficients, b.coefficients) and a.history == b.history
+    assert torch.equal(a.best["coefficients"], b.best["coefficients"]) and a.best["step"] == b.best["step"]
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_killed_refinement_resumes_to_the_same_result(devices, tmp_path):
+    """Killed (every process) once some mix has taken steps, started again with the same command: each mix
+    continues from its saved state and the table equals an uninterrupted run's, bit for bit."""
+    args = ["--data.only", MIXES, "--model.steps", "30", "--trainer.devices", str(devices)]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     train("--run_dir", str(whole), *args)
     proc = subprocess.Popen([*TRAIN, "--run_dir", str(killed), *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last, deadline = killed / "checkpoints" / "last.ckpt", time.time() + 180
-    seen = set()
-    while time.time() < deadline and len(seen) < 3:  # let a few epochs be checkpointed
-        if last.is_file():
-            seen.add(last.stat().st_mtime_ns)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # let some mix take a few steps
+        states = [load_state(p) for p in killed.glob("refine/*/state.pt")]
+        if any(s is not None and s.step >= 3 for s in states):
+            break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # both ranks
+    os.killpg(proc.pid, signal.SIGKILL)  # every rank
     proc.wait()
-    assert not (killed / "refinement.json").exists(), "the run should be killed midway"
+    states = [load_state(p) for p in killed.glob("refine/*/state.pt")]
+    assert not (killed / "refinement.json").exists() and not all(s.done for s in states), "killed midway"
     train("--run_dir", str(killed), *args)
-    for mix_id, a in result(whole).items():
-        b = result(killed)[mix_id]
-        assert a["alpha"] == b["alpha"] and a["alpha_last"] == b["alpha_last"], mix_id
-        assert [s["alpha"] for s in a["trajectory"]] == [s["alpha"] for s in b["trajectory"]], mix_id
-        assert [s["objective"] for s in a["trajectory"]] == pytest.approx([s["objective"] for s in b["trajectory"]],
-                                                                         abs=1e-6)
+    assert trajectories(killed) == trajectories(whole)
 
 
 def test_two_processes_share_one_table(refined, tmp_path):
     run_dir = tmp_path / "ddp"
-    train("--run_dir", str(run_dir), *EXACT, "--trainer.devices", "2")
+    train("--run_dir", str(run_dir), *EXACT, "--trainer.devices", "2", "--trainer.strategy", "ddp")
     one, two = result(refined), result(run_dir)
     assert set(one) == set(two) == {"red-blue", "tiger-zebra", "green-red"}  # from two ranks, in one file
     for mix_id in one:  # each mix refined on its own rank, with another thread count: equal to rounding
         assert two[mix_id]["alpha"] == pytest.approx(one[mix_id]["alpha"], abs=1e-3)
         assert two[mix_id]["objective_after"] == pytest.approx(one[mix_id]["objective_after"], abs=1e-3)
+    assert len(list(run_dir.glob("refine/*/state.pt"))) == 3
+
+
+def test_overwrite_starts_again_and_a_finished_run_is_not_redone(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--run_dir", str(run_dir), "--data.only", "[red-blue]", "--model.steps", "3"]
+    train(*args)
+    state = state_path(run_dir, "red-blue")
+    stamp = state.stat().st_mtime_ns
+    train(*args)  # everything finished: nothing refined again, the table written again
+    assert state.stat().st_mtime_ns == stamp and (run_dir / "refinement.json").is_file()
+    train(*args, "--overwrite", "true")
+    assert state.stat().st_mtime_ns != stamp and load_state(state).done
 
 
 def test_infer_reads_the_refinement(refined, tmp_path):
@@ -154,7 +203,7 @@ def test_infer_reads_the_refinement(refined, tmp_path):
 
 def test_per_token_coefficients_reach_infer(tmp_path):
     refine_dir, gen_dir = tmp_path / "refine", tmp_path / "gen"
-    train("--run_dir", str(refine_dir), "--data.only", "[red-blue]", "--trainer.max_epochs", "3",
+    train("--run_dir", str(refine_dir), "--data.only", "[red-blue]", "--model.steps", "3",
           "--model.per_token", "true")
     entry = result(refine_dir)["red-blue"]
     from safetensors.torch import load_file
@@ -173,13 +222,15 @@ def test_per_token_coefficients_reach_infer(tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--model.grad_steps", "9"], "model.grad_steps (K=9) must lie in 1..num_inference_steps (8)"),
+        (["--model.grad_steps", "9"], "model.grad_steps (K=9) must lie in 1..sampler.num_inference_steps (8)"),
         (["--model.grad_steps", "0"], "model.grad_steps (K=0)"),
         (["--model.clip_frames", "[]"], "model.clip_frames must be a non-empty list"),
         (["--model.clip_frames", "[9]"], "frame indices in 0..8"),
         (["--model.alpha_range", "[1.0, 0.0]"], "model.alpha_range must be [min, max]"),
         (["--model.decode_latent_frames", "4"], "model.decode_latent_frames must lie in 1..3"),
-        (["--model.pretrained", "/nonexistent"], "CogVideoX weights not found"),
+        (["--sampler.pretrained", "/nonexistent"], "CogVideoX weights not found"),
+        (["--model.clip", "/nonexistent"], "CLIP weights not found"),
+        (["--model.steps", "-1"], "model.steps must be >= 0"),
     ],
 )
 def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys):
@@ -193,7 +244,7 @@ def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys
 
 def test_latent_frame_checks_follow_the_checkpoints_vae():
     """The toy VAE folds 2 frames into a latent frame, CogVideoX's (and the tiny one's) 4: 9 frames are 5 or 3."""
-    from richspace.generation import temporal_compression
+    from richspace.weights import temporal_compression
 
     assert temporal_compression("toy") == 2
     assert temporal_compression("tiny") == 4

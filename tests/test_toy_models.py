@@ -64,7 +64,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_default_train_then_infer_carry_readouts_and_success(tmp_path):
     """train.py and infer.py with no --config run the toy world; results hold readouts beside CLIP numbers."""
     refine = tmp_path / "refine"
-    run("train.py", "--run_dir", str(refine), "--data.only", "[orange]", "--trainer.max_epochs", "2")
+    run("train.py", "--run_dir", str(refine), "--data.only", "[orange]", "--model.steps", "2")
     refinement = json.loads((refine / "refinement.json").read_text())
     assert set(refinement["mixes"]) == {"orange"}
     gen = tmp_path / "gen"

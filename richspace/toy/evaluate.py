@@ -107,11 +107,12 @@ def meets_floor(result: dict) -> list[str]:
 def load_toy(dtype: str = "float32"):
     """(pipeline without T5, encode, CLIP, processor) for the shipped toy weights, frozen."""
     from richspace.encoding import PromptEncoder
-    from richspace.generation import load_frozen_pipeline, resolve_weights
+    from richspace.sampler import Sampler
+    from richspace.weights import resolve_weights
     from richspace.metrics import load_clip
     from richspace.toy import TEXT_LEN
 
-    pipe = load_frozen_pipeline("toy", dtype)
+    pipe = Sampler("toy", dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)
     clip, processor = load_clip(resolve_weights("toy", "clip"))
     return pipe, encoder, clip, processor

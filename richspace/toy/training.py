@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from richspace.generation import to_uint8
+from richspace.video import to_uint8
 from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, evaluate, world
 
