@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    model = yaml.safe_load(Path(args.config).read_text())["model"]
+    model = yaml.safe_load(Path(args.config).read_text())["sampler"]
     settings = dict(steps=args.steps or model["num_inference_steps"],
                     guidance=model["guidance_scale"] if args.guidance_scale is None else args.guidance_scale,
                     max_sequence_length=model["max_sequence_length"])

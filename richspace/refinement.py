@@ -136,7 +136,7 @@ class RefineModule(L.LightningModule):
             raise ValueError(
                 f"model.decode_latent_frames must lie in 1..{latent_frames} for {sampler.num_frames} frames"
             )
-        decoded = 1 + sampler.latent_fold * ((decode_latent_frames or latent_frames) - 1)
+        decoded = sampler.decoded_frames(decode_latent_frames or latent_frames)
         if clip_frames is not None and (not clip_frames or not all(0 <= i < decoded for i in clip_frames)):
             raise ValueError(f"model.clip_frames must be a non-empty list of frame indices in 0..{decoded - 1}")
         if not alpha_range[0] < alpha_range[1]:

@@ -119,6 +119,12 @@ class Sampler:
     def latent_frames(self) -> int:
         return (self.num_frames - 1) // self.latent_fold + 1
 
+    def decoded_frames(self, latent_frames: int) -> int:
+        """Frames the VAE decodes from the first ``latent_frames`` latent frames. CogVideoX's VAE decodes latent
+        frames in pairs, the first pair's first frame alone: an odd count gives 1 + fold (n - 1) frames, an even
+        count fold n (tested against the decode on the tiny and toy VAEs)."""
+        return 1 + self.latent_fold * (latent_frames - 1) if latent_frames % 2 else self.latent_fold * latent_frames
+
     @property
     def device(self) -> torch.device:
         """Where sampling runs (right under offload too)."""

@@ -71,7 +71,7 @@ def test_outputs_of_a_run(tiny_run):
     table = (tiny_run / "results.md").read_text()
     assert "| finder |" in table and "| guide |" in table and "| average |" in table
     assert list(tiny_run.glob("lightning_logs/*/events.out.tfevents.*"))
-    assert yaml.safe_load((tiny_run / "config.yaml").read_text())["model"]["pretrained"] == "tiny"
+    assert yaml.safe_load((tiny_run / "config.yaml").read_text())["sampler"]["pretrained"] == "tiny"
     assert not list(tiny_run.rglob(".*.tmp-*"))
 
 

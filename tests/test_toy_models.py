@@ -29,7 +29,7 @@ def test_shipped_weights_are_stock_safetensors_within_budget():
     pipe = CogVideoXPipeline.from_pretrained(root / "cogvideox")
     assert isinstance(pipe.vae, AutoencoderKLCogVideoX) and isinstance(pipe.transformer, CogVideoXTransformer3DModel)
     assert isinstance(pipe.text_encoder, T5EncoderModel) and isinstance(CLIPModel.from_pretrained(root / "clip"), CLIPModel)
-    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["model"]
+    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["sampler"]
     assert pipe.transformer.config.max_text_seq_length == config["max_sequence_length"]  # pipeline pads to this
     ids = pipe.tokenizer("a red circle").input_ids
     assert len(ids) == len("a red circle") + 1 and ids[-1] == pipe.tokenizer.eos_token_id  # byte level, then </s>
@@ -42,7 +42,7 @@ def test_shipped_weights_are_stock_safetensors_within_budget():
 def quick_quality() -> dict:
     """benchmarks/toy_quality.py's floor row: the 12 held-out combinations x 5 seeds at the default settings (about
     15 s here; a smaller sample moves a rate by 8% a video)."""
-    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["model"]
+    config = yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["sampler"]
     pipe, encode, clip, processor = evaluate.load_toy()
     return evaluate.quality(pipe, encode, clip, processor, world.held_out_combinations(), list(range(5)),
                             config["num_inference_steps"], config["guidance_scale"], config["max_sequence_length"])
