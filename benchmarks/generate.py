@@ -24,7 +24,8 @@ from lightning.pytorch.callbacks import Callback
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from richspace.cli import build_cli  # noqa: E402
-from richspace.generation import MixDataModule, MixVideoModule  # noqa: E402
+from richspace.data import MixDataModule  # noqa: E402
+from richspace.generation import MixVideoModule  # noqa: E402
 from richspace.writer import RunWriter  # noqa: E402
 
 
@@ -47,8 +48,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     args = p.parse_args()
 
-    settings = ["--model.height", str(args.height), "--model.width", str(args.width), "--model.num_frames",
-                str(args.frames), "--model.num_inference_steps", str(args.steps), "--model.clip", "null",
+    settings = ["--sampler.height", str(args.height), "--sampler.width", str(args.width), "--sampler.num_frames",
+                str(args.frames), "--sampler.num_inference_steps", str(args.steps), "--model.clip", "null",
                 "--data.only", args.mixes, "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"]
     ours, unwritten, bare, videos = [], [], [], 0
 
@@ -61,16 +62,16 @@ def main() -> None:
         return cli
 
     def run_bare(cli) -> int:
-        items, pipe, hp = cli.datamodule.items, cli.model.pipe, cli.model.hparams
+        items, s = cli.datamodule.items, cli.model.sampler
         start = time.perf_counter()
         for item in items:
-            for embeds in item["embeddings"].values():
-                pipe(prompt_embeds=embeds[None], negative_prompt_embeds=item["negative"][None],
-                     num_frames=hp.num_frames, height=hp.height, width=hp.width,
-                     num_inference_steps=hp.num_inference_steps, guidance_scale=hp.guidance_scale,
-                     generator=torch.Generator().manual_seed(item["seed"]), output_type="pt")
+            for embeds in item.embeddings.values():
+                s.pipe(prompt_embeds=embeds[None], negative_prompt_embeds=item.negative[None],
+                       num_frames=s.num_frames, height=s.height, width=s.width,
+                       num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                       generator=torch.Generator().manual_seed(item.seed), output_type="pt")
         bare.append(time.perf_counter() - start)
-        return sum(len(item["embeddings"]) for item in items)
+        return sum(len(item.embeddings) for item in items)
 
     for round_ in range(args.rounds):  # alternate which goes first
         with tempfile.TemporaryDirectory() as run_dir:

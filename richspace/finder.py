@@ -4,7 +4,7 @@ Candidates are ``z_i = (i/k) E_a + ((k-i)/k) E_b`` for ``i = 0..k``; each is sco
 mean row cosine similarity (Definition 3.2) to the perpendicular foot of ``E_c`` on the line
 through ``E_a`` and ``E_b``, once on the full (padded) embeddings and once on the embeddings
 truncated to the largest real token count; the argmax of the sum wins (first on ties).
-See DESIGN.md, "The paper, pinned down", for the reading implemented here.
+See docs/design.md, "The paper, as implemented", for the reading implemented here.
 
 The scoring never builds a candidate. With ``u = E_b - E_a`` and ``v = E_c - E_a``, every
 quantity the cosine needs is a per-row inner product of ``a, u, v`` (one (n, 3, 3) Gram

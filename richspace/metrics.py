@@ -1,4 +1,4 @@
-"""Measuring a mix (DESIGN.md, "Measuring a mix"): CLIP similarity of a video's frames to A, B and the guide.
+"""Measuring a mix (docs/design.md, "Measuring a mix"): CLIP similarity of a video's frames to A, B and the guide.
 
 Per video: S_A, S_B, S_G are torchmetrics' CLIPScore (100 x cosine, clamped at 0) of the
 frames against each prompt, averaged over frames; balance = |S_A - S_B|; reward =

@@ -1,4 +1,4 @@
-"""Runs the closed-form finder over validated mix specs, chains included (DESIGN.md, data flow).
+"""Runs the closed-form finder over validated mix specs, chains included (docs/design.md, "Data flow").
 
 Text encoding is passed in as a callable, so this module works the same with the cached
 T5 of a real checkpoint, the tiny checkpoint, or embeddings a test makes up.

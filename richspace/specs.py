@@ -1,4 +1,4 @@
-"""Mix specs: the YAML schema of the paper's mixes (shared/paper/prompts.yaml), validated up front.
+"""Mix specs: the YAML schema of the paper's mixes (configs/experiments/paper.yaml), validated up front.
 
 A specs file is a list of mixes. Each mix has an ``id``, prompts ``a`` and ``b`` and a
 ``guide`` prompt describing the mix. A chained mix (the paper's three-concept case,

@@ -3,7 +3,7 @@
 No weights can be downloaded on the project's machines, so tests and the embedded default
 use checkpoints written here from a fixed seed (random init) with the libraries' own
 ``save_pretrained`` and loaded back through the same ``from_pretrained`` as real weights
-(DESIGN.md, "Real components"). Same seed, identical files. Videos from it are noise; it
+(docs/design.md). Same seed, identical files. Videos from it are noise; it
 proves the plumbing. Tokenizers are byte level and built with the ``tokenizers`` library,
 since no vocabulary file can be fetched.
 

@@ -1,6 +1,6 @@
 """An independent, literal reading of RichSpace Algorithms 2 and 3, for tests and benchmarks.
 
-Written straight from the paper's pseudo-code (with DESIGN.md's fixes: i = 0..k, E_ta on
+Written straight from the paper's pseudo-code (with docs/design.md's reading: i = 0..k, E_ta on
 line 28), one candidate at a time, sharing no code with richspace.finder.
 """
 

@@ -1,0 +1,215 @@
+"""The GPU check: full-size CogVideoX-2B paths on one GPU, with random weights shaped like the real ones.
+
+    python benchmarks/gpu_check.py                  # one H100 or H200: about 5 minutes
+    python benchmarks/gpu_check.py --small          # the script itself on a CPU, tiny shapes (no GPU figure)
+
+Phases (each prints its figures; any failure ends the check with exit code 1):
+  1. build random weights shaped like CogVideoX-2B (transformer, VAE, T5 at width 4096) and CLIP ViT-L/14
+     (benchmarks/shaped.py), on the GPU, into a temporary directory;
+  2. sampler parity on the GPU: Sampler.generate against CogVideoXPipeline.__call__, and the differentiable
+     path with K = T against the pipeline's output;
+  3. generation: seconds per video and peak memory, ours (Sampler.generate) against bare diffusers, at
+     720x480, 49 frames, --steps steps, plain and with VAE tiling;
+  4. a refinement step at the shipped 2B config (480x720, 13 frames, 50 steps, K = 1, 2 latent frames
+     decoded, CLIP on frames 0, 2, 4): seconds per step and peak memory (goal: <= 10 s on an H100, <= 40 GB);
+  5. infer.py and train.py end to end through configs/cogvideox-2b.yaml and configs/refine-cogvideox-2b.yaml
+     (fewer steps, one mix), timed, their outputs checked.
+It fails loudly when a model that should be on the GPU is not, and refuses to run without a GPU unless
+--small says this is a CPU smoke run (whose numbers are labelled as such).
+
+On the lent GPU machine (torch, transformers, lightning, torchmetrics and tensorboard installed; not
+diffusers, PyAV or jsonargparse; no network): carry those as wheels in .whl/ and start with
+    pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site python benchmarks/gpu_check.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from shaped import build_shaped  # noqa: E402
+
+from richspace.data import MixItem, MixTexts  # noqa: E402
+from richspace.refinement import RefineModule  # noqa: E402
+from richspace.sampler import Sampler  # noqa: E402
+
+
+def timed(fn, cuda: bool):
+    """(result, seconds, peak GiB allocated; 0 on the CPU) of one call."""
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start, (torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)
+
+
+def embeddings(width: int, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(226, width, generator=g) for _ in range(n)]
+
+
+def parity(weights: Path, device: str, small: bool) -> dict:
+    sampler = Sampler(str(weights / "cogvideox"), "bfloat16", num_frames=9, height=32 if small else 64,
+                      width=32 if small else 64, num_inference_steps=4).load(device)
+    sampler.check_placed(device)
+    embeds, negative = embeddings(sampler.pipe.transformer.config.text_embed_dim, 2)
+    with torch.no_grad():
+        out = sampler.pipe(prompt_embeds=embeds[None].to(device, torch.bfloat16),
+                           negative_prompt_embeds=negative[None].to(device, torch.bfloat16),
+                           num_frames=9, height=sampler.height, width=sampler.width, num_inference_steps=4,
+                           guidance_scale=6.0, generator=torch.Generator().manual_seed(1), output_type="pt").frames[0]
+        ours = sampler.generate(embeds, negative, 1)
+    leaf = embeds.clone().requires_grad_(True)
+    tail = sampler.sample(leaf, negative, 1, grad_steps=4)
+    tail.float().mean().backward()
+    expected = (out.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return {"generate_bitwise": bool(torch.equal(ours, expected)),
+            "tail_max_abs_diff": float((tail.detach().float() - out.float()).abs().max()),
+            "tail_grad_finite": bool(torch.isfinite(leaf.grad).all())}
+
+
+def generation(weights: Path, device: str, small: bool, steps: int) -> dict:
+    cuda = device == "cuda"
+    size = dict(num_frames=9, height=32, width=32) if small else dict(num_frames=49, height=480, width=720)
+    results = {}
+    for name, options in (("plain", {}), ("vae_tiling", {"vae_tiling": True, "vae_slicing": True})):
+        sampler = Sampler(str(weights / "cogvideox"), "bfloat16", num_inference_steps=steps, **size, **options)
+        sampler.load(device).check_placed(device)
+        embeds, negative = embeddings(sampler.pipe.transformer.config.text_embed_dim, 2)
+        settings = dict(num_frames=sampler.num_frames, height=sampler.height, width=sampler.width, guidance_scale=6.0)
+
+        def bare(n=steps):
+            return sampler.pipe(prompt_embeds=embeds[None].to(device, torch.bfloat16),
+                                negative_prompt_embeds=negative[None].to(device, torch.bfloat16),
+                                num_inference_steps=n, generator=torch.Generator().manual_seed(0), output_type="pt",
+                                **settings)
+
+        bare(2)  # warm-up
+        _, ours_s, ours_gb = timed(lambda: sampler.generate(embeds, negative, 0), cuda)
+        _, bare_s, bare_gb = timed(bare, cuda)
+        results[name] = {"ours_s": ours_s, "bare_s": bare_s, "ratio": ours_s / bare_s, "peak_gib": max(ours_gb, bare_gb)}
+        del sampler
+        if cuda:
+            torch.cuda.empty_cache()
+    return results
+
+
+def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
+    cuda = device == "cuda"
+    size = dict(num_frames=9, height=32, width=32, num_inference_steps=4) if small else \
+        dict(num_frames=13, height=480, width=720, num_inference_steps=50)
+    sampler = Sampler(str(weights / "cogvideox"), "bfloat16", gradient_checkpointing=True, **size)
+    module = RefineModule(sampler, clip=str(weights / "clip"), grad_steps=1, decode_latent_frames=2,
+                          clip_frames=[0, 2, 4], autocast="bfloat16")
+    module.load_models(device)
+    sampler.check_placed(device)
+    if next(module.clip.parameters()).device.type != torch.device(device).type:
+        raise RuntimeError(f"CLIP is not on {device}")
+    e_a, e_b, negative = embeddings(sampler.pipe.transformer.config.text_embed_dim)
+    item = MixItem(id="check", seed=0, index=15, alpha=0.5, n_ids=[10, 10, 10, 10],
+                   texts=MixTexts("a tiger", "a zebra", "a tiger with zebra stripes"), scores={},
+                   embeddings={}, alphas={}, e_a=e_a, e_b=e_b, e_guide=e_a, negative=negative)
+    alpha = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64, device=device))
+    optimizer = torch.optim.Adam([alpha], lr=0.05)
+
+    def step():
+        optimizer.zero_grad()
+        terms, _ = module.objective(item, alpha)
+        (-terms["objective"]).backward()
+        optimizer.step()
+        return float(terms["objective"].detach())
+
+    timed(step, cuda)  # warm-up
+    seconds, peak = [], 0.0
+    for _ in range(steps):
+        _, s, gb = timed(step, cuda)
+        seconds.append(s)
+        peak = max(peak, gb)
+    return {"s_per_step": sorted(seconds)[len(seconds) // 2], "peak_gib": peak, "grad_finite": bool(torch.isfinite(alpha).all())}
+
+
+def end_to_end(weights: Path, work: Path, small: bool) -> dict:
+    common = ["--sampler.pretrained", str(weights / "cogvideox"), "--model.clip", str(weights / "clip"),
+              "--sampler.dtype", "bfloat16", "--data.only", "[tiger-zebra]", "--data.text_encoder_dtype", "bfloat16"]
+    if small:
+        common += ["--trainer.accelerator", "cpu", "--sampler.num_frames", "9", "--sampler.height", "32",
+                   "--sampler.width", "32"]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "RICHSPACE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
+    runs = {
+        "infer.py": [sys.executable, str(ROOT / "infer.py"), "--config", str(ROOT / "configs" / "cogvideox-2b.yaml"),
+                     "--run_dir", str(work / "infer"), "--sampler.num_inference_steps", "2" if small else "10", *common],
+        "train.py": [sys.executable, str(ROOT / "train.py"), "--config",
+                     str(ROOT / "configs" / "refine-cogvideox-2b.yaml"), "--run_dir", str(work / "train"),
+                     "--model.steps", "2", *(["--sampler.num_inference_steps", "4"] if small else []), *common],
+    }
+    out = {}
+    for name, command in runs.items():
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        out[name] = {"wall_s": time.perf_counter() - start}
+    rows = [json.loads(line) for line in (work / "infer" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and set(rows[0]["videos"]) == {"guide", "average", "finder"}, rows
+    refined = json.loads((work / "train" / "refinement.json").read_text())["mixes"]
+    assert set(refined) == {"tiger-zebra"} and len(refined["tiger-zebra"]["trajectory"]) == 3, refined
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="tiny shapes on the CPU: checks the script, no GPU figure")
+    p.add_argument("--steps", type=int, default=10, help="denoising steps of the generation benchmark")
+    p.add_argument("--json", default=None, help="also write the figures here")
+    args = p.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.small:
+        print("error: no CUDA GPU is visible; this check reports GPU figures only (--small runs it on the CPU "
+              "at tiny sizes, labelled as such)", file=sys.stderr)
+        raise SystemExit(2)
+    device = "cpu" if args.small else "cuda"
+    card = torch.cuda.get_device_name() if device == "cuda" else "CPU smoke run (not a GPU figure)"
+    print(f"gpu_check | {card} | torch {torch.__version__}", flush=True)
+    figures = {"device": card, "torch": torch.__version__}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        _, seconds, _ = timed(lambda: build_shaped(work / "weights", small=args.small, device=device), device == "cuda")
+        print(f"1. shaped weights built in {seconds:.1f} s", flush=True)
+        figures["parity"] = parity(work / "weights", device, args.small)
+        print(f"2. parity: {figures['parity']}", flush=True)
+        if not figures["parity"]["generate_bitwise"]:
+            raise SystemExit("FAIL: Sampler.generate differs from CogVideoXPipeline.__call__")
+        if figures["parity"]["tail_max_abs_diff"] > 2 / 255:
+            raise SystemExit("FAIL: the differentiable path (K = T) differs from the pipeline's output")
+        figures["generation"] = generation(work / "weights", device, args.small, 2 if args.small else args.steps)
+        for name, r in figures["generation"].items():
+            print(f"3. generation {name:<10} ours {r['ours_s']:7.2f} s/video  bare {r['bare_s']:7.2f} s/video  "
+                  f"ours/bare {r['ratio']:.3f}  peak {r['peak_gib']:6.2f} GiB", flush=True)
+        figures["refinement"] = refinement(work / "weights", device, args.small)
+        r = figures["refinement"]
+        print(f"4. refinement step {r['s_per_step']:7.2f} s/step  peak {r['peak_gib']:6.2f} GiB", flush=True)
+        figures["end_to_end"] = end_to_end(work / "weights", work, args.small)
+        print(f"5. end to end: " + ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in figures["end_to_end"].items()))
+    figures["total_s"] = time.perf_counter() - start
+    print(f"gpu_check passed in {figures['total_s']:.0f} s on {card}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
