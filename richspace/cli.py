@@ -3,8 +3,9 @@
 A config file plus dotted overrides, no subcommand (LightningCLI with run=False). The
 ``__init__`` signatures of the Sampler, the LightningModule and the LightningDataModule are
 the schema (sections ``sampler:``, ``model:``, ``data:``, ``trainer:``); an unknown key is an
-error. The CLI builds one Sampler and hands it to the module (``model.sampler``). Contract names scripts rely on: ``--config FILE``,
-``--experiments FILE``, ``--run_dir DIR``, ``--trainer.devices N``, ``--overwrite``.
+error. The CLI builds one Sampler and hands it to the module (``model.sampler``). Contract
+names scripts rely on: ``--config FILE``, ``--experiments FILE``, ``--run_dir DIR``,
+``--trainer.devices N``, ``--overwrite``.
 Every bad input ends in one line on stderr and exit code 2, before any model loads.
 """
 
