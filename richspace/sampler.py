@@ -85,8 +85,8 @@ class Sampler:
         """
         check_weights(pretrained, "CogVideoX")
         check_dtype(dtype, "sampler.dtype")
-        if num_frames < 1 or (num_frames - 1) % temporal_compression(pretrained):
-            fold = temporal_compression(pretrained)
+        fold = temporal_compression(pretrained)  # frames per latent frame of this VAE (CogVideoX: 4; the toy's: 2)
+        if num_frames < 1 or (num_frames - 1) % fold:
             raise ValueError(
                 f"sampler.num_frames must be {fold}k+1 (this VAE folds {fold} frames into one latent frame), "
                 f"e.g. {1 + fold * 2} or {1 + fold * 3}; got {num_frames}"
@@ -99,7 +99,7 @@ class Sampler:
             raise ValueError("choose one of sampler.enable_model_cpu_offload and sampler.enable_sequential_cpu_offload")
         if cache is not None and cache not in CACHES:
             raise ValueError(f"sampler.cache must be null or one of {list(CACHES)}; got {cache!r}")
-        self.pretrained, self.dtype = pretrained, dtype
+        self.pretrained, self.dtype, self.latent_fold = pretrained, dtype, fold
         self.num_frames, self.height, self.width = num_frames, height, width
         self.num_inference_steps, self.guidance_scale = num_inference_steps, guidance_scale
         self.max_sequence_length = max_sequence_length
@@ -110,11 +110,6 @@ class Sampler:
         self._compiled = None  # the compiled transformer, used by generate() only
 
     # ------------------------------------------------------------------ loading and placement
-    @property
-    def latent_fold(self) -> int:
-        """Frames per latent frame of this checkpoint's VAE (CogVideoX: 4; the toy's: 2)."""
-        return temporal_compression(self.pretrained)
-
     @property
     def latent_frames(self) -> int:
         return (self.num_frames - 1) // self.latent_fold + 1
