@@ -47,6 +47,29 @@ def byte_level_t5_tokenizer(max_length: int = TEXT_LEN):
     )
 
 
+def word_level_t5_tokenizer(words: list[str], max_length: int):
+    """A T5-style tokenizer with one token per word: <pad>=0, </s>=1, <unk>=2, then ``words``; appends </s>.
+
+    Prompts that differ in one word keep every other word at the same position, as real T5
+    prompts about a tiger and a zebra do (a byte-level tokenizer shifts every later byte).
+    Words outside the vocabulary become <unk>; text is lower-cased and split on whitespace.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    if len(set(words)) != len(words):
+        raise ValueError("word_level_t5_tokenizer: the words must be distinct")
+    vocab = {PAD: 0, EOS: 1, UNK: 2, **{w: 3 + i for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=max_length
+    )
+
+
 def byte_level_clip_tokenizer():
     """A CLIP tokenizer over bytes (no merges): each byte a token, '</w>' closing each word."""
     from tokenizers import pre_tokenizers

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-TEXT_LEN = 48  # the toy T5's and transformer's text length (bytes + </s>): every toy caption and mix prompt fits
+TEXT_LEN = 16  # the toy T5's and transformer's text length (words + </s>): every toy caption and mix prompt fits
 
 
 def toy_weights() -> Path:

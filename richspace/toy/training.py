@@ -11,13 +11,14 @@ build resumes at the stage it was in):
    size drew shapes; at 16x16 they differ 3x more (BENCHMARKS.md).
 2. ``latents``: the VAE encodes the video pool once (posterior mean and log-variance) and
    sets ``scaling_factor`` to one over the latents' std; its decodes feed CLIP.
-3. ``denoiser``: a T5EncoderModel (byte-level tokenizer) and a CogVideoXTransformer3DModel
+3. ``denoiser``: a T5EncoderModel (word-level tokenizer: captions line up word by word) and a CogVideoXTransformer3DModel
    trained together on v-prediction, as diffusers' CogVideoX fine-tuning example, with the
    pipeline's text handling (padded to the max length, no attention mask), 10% empty
    captions for classifier-free guidance, and an EMA of the weights.
-4. ``clip``: a CLIPModel trained contrastively on single frames and captions, so the
-   refinement objective and CLIPScore use it unchanged. Frames come rendered, reconstructed,
-   and decoded from latents off by up to one latent std: mottled, as generated videos are.
+4. ``clip``: the toy judge, a CLIPModel whose vision tower takes CLIP_FRAMES evenly spaced
+   frames stacked on the channel axis (so it sees motion: richspace.videotext), trained
+   contrastively on clips and captions. Clips come rendered, reconstructed, and decoded from
+   latents off by up to one latent std: mottled, as generated videos are.
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -41,8 +42,10 @@ from torch.utils.data import DataLoader, Dataset
 from richspace.video import to_uint8
 from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, evaluate, world
+from richspace.videotext import frame_indices
 
 LATENT_CHANNELS = 4
+CLIP_FRAMES = 3  # frames the toy judge sees at once (first, middle, last of 9)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
@@ -85,7 +88,7 @@ def build_text_encoder():
 
     return T5EncoderModel(
         T5Config(
-            vocab_size=259, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+            vocab_size=len(t5_tokenizer()), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
             relative_attention_num_buckets=16, relative_attention_max_distance=64, feed_forward_proj="gated-gelu",
             dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
         )
@@ -130,7 +133,7 @@ def build_clip():
         ),
         vision_config=dict(
             hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-            image_size=world.SIZE, patch_size=4,
+            image_size=world.SIZE, patch_size=4, num_channels=3 * CLIP_FRAMES,
         ),
         projection_dim=64,
     )
@@ -138,9 +141,9 @@ def build_clip():
 
 
 def t5_tokenizer():
-    from richspace.tiny import byte_level_t5_tokenizer
+    from richspace.tiny import word_level_t5_tokenizer
 
-    return byte_level_t5_tokenizer(TEXT_LEN)
+    return word_level_t5_tokenizer(world.vocabulary(), TEXT_LEN)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ class DenoiserModule(L.LightningModule):
 
 
 class CLIPModule(L.LightningModule):
-    """CLIPModel on single frames against every training caption at once.
+    """The toy judge (CLIPModel on CLIP_FRAMES stacked frames) against every training caption at once.
 
     There are only ~100 training captions, so each step encodes all of them and each frame's
     loss is a softmax over all (the captions that differ from its own in one attribute are the
@@ -307,9 +310,9 @@ class CLIPModule(L.LightningModule):
         self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
-        frame = torch.randint(0, world.FRAMES, (len(index),))
         view = torch.randint(0, len(self.views), (len(index),))
-        pixels = (self.views[view, index, frame].float() / 255 - self.pixel_mean) / self.pixel_std
+        clips = self.views[view, index][:, frame_indices(world.FRAMES, CLIP_FRAMES)]  # (B, k, 3, H, W)
+        pixels = ((clips.float() / 255 - self.pixel_mean) / self.pixel_std).flatten(1, 2)  # (B, 3k, H, W)
         text, clip = self.text, CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
         image = F.normalize(clip.get_image_features(pixels), dim=-1)
         captions = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask), dim=-1)

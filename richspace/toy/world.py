@@ -5,8 +5,10 @@ A video is 9 frames of 32x32 pixels on black: one object of a hue (continuous), 
 stripes"), moving one pixel a frame in one of four directions with a dim motion streak
 behind it and its brightness ramping up from 60% at the trailing edge to full at the leading
 one (so a single frame shows the direction, as a per-frame CLIP needs; the VAE keeps the
-ramp but loses the thin streak). Captions name the nearest of six colour words: "a red
-striped circle moving left".
+ramp but loses the thin streak). Captions name the nearest of six colour words and always
+the pattern, so that every caption is the same six words in the same order and two captions
+line up word by word, as real T5 prompts about a tiger and a zebra do: "a red striped circle
+moving left", "a red plain circle moving left".
 
 Readouts use pixels alone and are exact on rendered videos (tests/test_toy_world.py):
 
@@ -37,6 +39,9 @@ COLOURS = {"red": 0.0, "yellow": 60.0, "green": 120.0, "cyan": 180.0, "blue": 24
 SHAPES = ("square", "circle", "triangle")
 PATTERNS = ("plain", "striped")
 DIRECTIONS = {"right": (1, 0), "up": (0, -1), "left": (-1, 0), "down": (0, 1)}  # (dx, dy), y grows downwards
+# Words for the hue halfway between two neighbouring colour words: guides name them, training never shows them.
+MIX_COLOURS = {("red", "yellow"): "orange", ("yellow", "green"): "lime", ("green", "cyan"): "teal",
+               ("cyan", "blue"): "azure", ("blue", "magenta"): "violet", ("magenta", "red"): "pink"}
 ANGLES = {"right": 0.0, "up": 90.0, "left": 180.0, "down": 270.0}
 THRESHOLD = 0.35  # mask: brightest channel above this
 STREAK, STREAK_GAP = 0.25, 3  # the motion streak's brightness and its offset behind the object (pixels)
@@ -77,9 +82,13 @@ def hue_distance(h1: float, h2: float) -> float:
 
 
 def caption(colour: str, shape: str, pattern: str, direction: str) -> str:
-    """The template caption: 'a red circle moving left', 'a blue striped square moving up'."""
-    words = ["a", colour] + (["striped"] if pattern == "striped" else []) + [shape, "moving", direction]
-    return " ".join(words)
+    """The template caption, six words: 'a red plain circle moving left', 'a blue striped square moving up'."""
+    return " ".join(["a", colour, pattern, shape, "moving", direction])
+
+
+def vocabulary() -> list[str]:
+    """Every word a toy caption or mix prompt may use: the toy T5's word-level vocabulary."""
+    return ["a", "an", "and", "moving", *COLOURS, *MIX_COLOURS.values(), *SHAPES, *PATTERNS, *DIRECTIONS]
 
 
 def all_combinations() -> list[tuple[str, str, str, str]]:
