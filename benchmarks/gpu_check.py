@@ -118,8 +118,8 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
                           clip_frames=[0, 2, 4], autocast="bfloat16")
     module.load_models(device)
     sampler.check_placed(device)
-    if next(module.clip.parameters()).device.type != torch.device(device).type:
-        raise RuntimeError(f"CLIP is not on {device}")
+    if next(module.judge.parameters()).device.type != torch.device(device).type:
+        raise RuntimeError(f"the judge (CLIP) is not on {device}")
     e_a, e_b, negative = embeddings(sampler.pipe.transformer.config.text_embed_dim)
     item = MixItem(id="check", seed=0, index=15, alpha=0.5, n_ids=[10, 10, 10, 10],
                    texts=MixTexts("a tiger", "a zebra", "a tiger with zebra stripes"), scores={},

@@ -1,24 +1,36 @@
-"""The toy mixing benchmark: does each method's video show the mix, as a pixel fact, over fixed seeds?
+"""The toy mixing benchmark: does each method's video show the mix, as a pixel fact, on mixes nothing was fitted to?
 
-    python benchmarks/toy_mixing.py                          # ~8 minutes on 2 CPU cores -> runs/toy-mixing
-    python benchmarks/toy_mixing.py --out DIR --spec benchmarks/toy_mixing.yaml
-    tensorboard --logdir runs/toy-mixing                     # the table and per-mix success rates
+    python benchmarks/toy_mixing.py                          # the test set (runs/toy-mixing/test); see BENCHMARKS.md
+    python benchmarks/toy_mixing.py --split dev              # the development set, where settings are chosen
+    python benchmarks/toy_mixing.py --sweep hue-red-yellow-0 # one mix's sweep view (after a run)
+    tensorboard --logdir runs/toy-mixing                     # tables, rates and every mix's sweep figure
 
-Inputs are fixed in benchmarks/toy_mixing.yaml (mixes, seeds, methods, configs). The run is
-the project's own commands: ``train.py`` refines every mix's coefficient once (seed 0's
-noise), then ``infer.py`` generates every method for each seed with ``--data.alpha_from``.
-Each run dir resumes, so an interrupted benchmark continues where it stopped. The script
-then reads every results.jsonl, counts successes (richspace.toy.world.judge on the readouts)
-per mix and method, and prints, writes (toy_mixing.md, toy_mixing.json) and logs the tables.
+Inputs are fixed in benchmarks/toy_mixing.yaml. The run is the project's own commands, each
+resumable (an interrupted benchmark continues where it stopped):
+
+1. ``train.py`` refines every mix's coefficient on the fit seed's noise, a seed never scored;
+2. ``infer.py`` on the label seeds (never scored): the guide's success there is the measured
+   "guide fails" label (it fails when it succeeds on fewer than half of them);
+3. ``infer.py`` on each scored seed: every method (refined through ``--data.alpha_from``) and
+   the sweep, videos at evenly spaced alphas on the line from A to B.
+
+Tables give each method's success as the mean over mixes of its per-mix rate over scored
+seeds, with a 95% bootstrap interval over mixes (richspace/stats.py): mixes, not videos, are
+the independent verdicts. The line's upper bound counts a (mix, seed) as won when any method
+or any alpha of the sweep succeeds: no method that picks one alpha can beat it.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
 import statistics
 import sys
-from collections import Counter
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,136 +38,259 @@ sys.path.insert(0, str(ROOT))
 
 import infer  # noqa: E402
 import train  # noqa: E402
+from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
+from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
+
+KEYS = ("dev", "test", "generate", "refine", "fit_seed", "label_seeds", "seeds", "sweep", "methods")
 
 
 def load_benchmark(path: Path) -> dict:
     spec = yaml.safe_load(path.read_text())
-    seeds = spec.get("seeds")
-    if not isinstance(seeds, list) or len(seeds) < 8 or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"error: {path}: 'seeds' must list at least 8 distinct seeds")
+    missing = [k for k in KEYS if k not in spec]
+    if missing:
+        raise SystemExit(f"error: {path}: missing {missing}")
+    scored, unscored = set(spec["seeds"]), {spec["fit_seed"], *spec["label_seeds"]}
+    if len(scored) != len(spec["seeds"]) or scored & unscored:
+        raise SystemExit(f"error: {path}: 'seeds' must be distinct and differ from fit_seed and label_seeds "
+                         "(nothing fitted or labelled may be scored)")
     return spec
 
 
-def run(spec: dict, out: Path) -> list[dict]:
-    """Refines once, generates per seed (each resumable); returns every seed's records."""
-    refine_dir = out / "refine"
-    methods = spec["methods"]
-    if "refined" in methods:
-        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(ROOT / spec["experiments"]),
-                    "--run_dir", str(refine_dir)])
-    records = []
-    for seed in spec["seeds"]:
-        run_dir = out / f"seed-{seed}"
-        args = ["--config", str(ROOT / spec["generate"]), "--experiments", str(ROOT / spec["experiments"]),
-                "--run_dir", str(run_dir), "--data.seed", str(seed)]
-        if "refined" in methods:
-            args += ["--data.alpha_from", str(refine_dir / "refinement.json")]
-        infer.main(args)
-        for line in (run_dir / "results.jsonl").read_text().splitlines():
-            records.append(json.loads(line) | {"global_seed": seed})
-    return records
+# ---- running the project's commands -------------------------------------------------------------------------
 
 
-def summarise(records: list[dict], specs, methods: list[str]) -> dict:
-    """Per mix and method: successes, per-expectation passes and the readouts that matter."""
-    table = {}
+def run(spec: dict, experiments: Path, out: Path) -> tuple[list[dict], list[dict]]:
+    """(label-seed records, scored records), each record carrying its ``global_seed``."""
+    refine_json = out / "refine" / "refinement.json"
+    if "refined" in spec["methods"]:
+        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(experiments),
+                    "--run_dir", str(out / "refine"), "--data.seed", str(spec["fit_seed"])])
+
+    def generate(seed: int, name: str, extra: list[str]) -> list[dict]:
+        run_dir = out / name
+        infer.main(["--config", str(ROOT / spec["generate"]), "--experiments", str(experiments),
+                    "--run_dir", str(run_dir), "--data.seed", str(seed), *extra])
+        return [json.loads(line) | {"global_seed": seed} for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+    labels = [r for s in spec["label_seeds"] for r in generate(s, f"label-{s}", [])]
+    scored_extra = ["--data.sweep", json.dumps(spec["sweep"])]
+    if "refined" in spec["methods"]:
+        scored_extra += ["--data.alpha_from", str(refine_json)]
+    scored = [r for s in spec["seeds"] for r in generate(s, f"seed-{s}", scored_extra)]
+    return labels, scored
+
+
+# ---- per mix ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixResult:
+    """One mix over the scored seeds: per-method success rates, the line's, and its sweep."""
+
+    id: str
+    kind: str
+    guide_label_rate: float  # the guide's success on the label seeds
+    rates: dict[str, float]  # method -> success rate over scored seeds
+    line_rate: float  # (mix, seed) won by any method or any sweep alpha
+    alphas: dict[str, float]  # method -> alpha (the mean over seeds: the finder's does not depend on the seed)
+    sweep: list[dict] = field(default_factory=list)  # per alpha: successes, objective, hue, angle
+
+    @property
+    def guide_fails(self) -> bool:
+        return self.guide_label_rate < 0.5
+
+
+def objective_of(metrics: dict, alpha: float, alpha_0: float, weights: ObjectiveWeights) -> float:
+    """Refinement's objective from a video's judge scores (the number refinement climbs), without gradients."""
+    t = {k: torch.tensor(float(metrics[k])) for k in ("clip_a", "clip_b", "clip_guide")}
+    terms = objective_terms(t["clip_a"], t["clip_b"], t["clip_guide"], torch.tensor(alpha), alpha_0, weights)
+    return float(terms["objective"])
+
+
+def summarise(labels: list[dict], scored: list[dict], specs, methods: list[str], weights: ObjectiveWeights,
+              ) -> list[MixResult]:
+    results = []
     for spec in specs:
-        rows = [r for r in records if r["id"] == spec.id]
-        entry = {"guide_fails": spec.meta.get("guide_fails"), "expect": spec.meta["expect"], "methods": {}}
-        for method in methods:
-            verdicts = [r["success"][method] for r in rows if method in r.get("success", {})]
-            reads = [r["readouts"][method] for r in rows if method in r.get("readouts", {})]
-            if not verdicts:
-                continue
-            present = [x for x in reads if x.get("present")]
-            others = [k for k in spec.meta["expect"] if k != "shape"]
-            entry["methods"][method] = {
-                "success": sum(v["success"] for v in verdicts),
-                # The shipped model draws every shape as a blob (the quality floor's shape part is not met):
-                # success on everything else shows what the methods do with hue, stripes and motion.
-                "success_but_shape": sum(all(v[k] for k in others) for v in verdicts),
-                "n": len(verdicts),
-                "passes": {k: sum(v[k] for v in verdicts) for k in spec.meta["expect"]},
-                "hue_median": round(statistics.median(x["hue"] for x in present), 1) if present else None,
-                "angle_median": round(statistics.median(x["angle"] for x in present), 1) if present else None,
-                "shapes": dict(Counter(x.get("shape", "none") for x in reads)),
-                "striped": sum(x.get("pattern") == "striped" for x in reads),
-                "alpha": rows[0]["alphas"].get(method),
-            }
-        table[spec.id] = entry
-    return table
+        lab = [r for r in labels if r["id"] == spec.id]
+        rows = [r for r in scored if r["id"] == spec.id]
+        guide_label = statistics.mean(r["success"]["guide"]["success"] for r in lab)
+        rates = {m: statistics.mean(r["success"][m]["success"] for r in rows) for m in methods
+                 if all(m in r["success"] for r in rows)}
+        line = statistics.mean(any(v["success"] for v in r["success"].values()) for r in rows)
+        alphas = {m: statistics.mean(r["alphas"][m] for r in rows) for m in rates
+                  if rows[0]["alphas"].get(m) is not None}
+        sweep_names = sorted((k for k in rows[0]["alphas"] if k.startswith("sweep_")), key=lambda k: rows[0]["alphas"][k])
+        sweep = []
+        for name in sweep_names:
+            alpha = rows[0]["alphas"][name]
+            reads = [r["readouts"][name] for r in rows if r["readouts"][name].get("present")]
+            sweep.append({
+                "alpha": alpha,
+                "successes": sum(r["success"][name]["success"] for r in rows), "seeds": len(rows),
+                "objective": statistics.mean(objective_of(r["metrics"][name], alpha, rows[0]["alphas"]["finder"], weights)
+                                             for r in rows),
+                "hue": round(statistics.median(x["hue"] for x in reads), 1) if reads else None,
+                "angle": round(statistics.median(x["angle"] for x in reads), 1) if reads else None,
+            })
+        results.append(MixResult(spec.id, spec.meta.get("kind", "-"), guide_label, rates, line, alphas, sweep))
+    return results
 
 
-def markdown(table: dict, methods: list[str]) -> str:
-    return "\n\n".join([
-        "Success (every expected pixel fact holds):", success_table(table, methods, "success"),
-        "Success on every fact but shape:", success_table(table, methods, "success_but_shape"), details(table)])
+# ---- tables -------------------------------------------------------------------------------------------------
 
 
-def success_table(table: dict, methods: list[str], key: str) -> str:
-    lines = ["| mix | guide fails? | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
-    totals = {m: [0, 0] for m in methods}
-    groups = {True: {m: [0, 0] for m in methods}, False: {m: [0, 0] for m in methods}}
-    for mix_id, entry in table.items():
+def headline(results: list[MixResult], methods: list[str]) -> str:
+    groups = {"all mixes": results, "guide fails (measured)": [r for r in results if r.guide_fails],
+              "guide works (measured)": [r for r in results if not r.guide_fails]}
+    lines = ["| method | " + " | ".join(f"{g} (n = {len(rs)})" for g, rs in groups.items()) + " |",
+             "|---" * (len(groups) + 1) + "|"]
+    for m in methods:
+        cells = [str(bootstrap_mean([r.rates[m] for r in rs if m in r.rates])) for rs in groups.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    cells = [str(bootstrap_mean([r.line_rate for r in rs])) for rs in groups.values()]
+    lines.append("| line upper bound (any method or sweep alpha, per seed) | " + " | ".join(cells) + " |")
+    cells = [f"{sum(r.line_rate > 0 for r in rs)} of {len(rs)}" for rs in groups.values()]
+    lines.append("| mixes won at least once by anything | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def differences(results: list[MixResult], methods: list[str]) -> str:
+    pairs = [(a, b) for a, b in (("finder", "average"), ("finder", "guide"), ("refined", "finder"),
+                                 ("average", "guide")) if a in methods and b in methods]
+    groups = {"all mixes": results, "guide fails": [r for r in results if r.guide_fails]}
+    lines = ["| paired difference (mean over mixes) | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for a, b in pairs:
         cells = []
-        for m in methods:
-            r = entry["methods"].get(m)
-            cells.append(f"{r[key]}/{r['n']}" if r else "-")
-            if r:
-                for acc in (totals[m], groups[bool(entry["guide_fails"])][m]):
-                    acc[0] += r[key]
-                    acc[1] += r["n"]
-        lines.append(f"| {mix_id} | {'yes' if entry['guide_fails'] else 'no'} | " + " | ".join(cells) + " |")
-    for label, acc in (("**guide fails (main cases)**", groups[True]), ("**guide works (appendix)**", groups[False]),
-                       ("**all**", totals)):
-        cells = [f"{a[0]}/{a[1]} ({a[0] / a[1]:.0%})" if a[1] else "-" for a in (acc[m] for m in methods)]
-        lines.append(f"| {label} | | " + " | ".join(cells) + " |")
+        for rs in groups.values():
+            d = bootstrap_difference([r.rates[a] for r in rs], [r.rates[b] for r in rs])
+            cells.append(f"{d.mean:+.0%} [{d.low:+.0%}, {d.high:+.0%}]" if d.mixes else "-")
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def details(table: dict) -> str:
-    lines = ["Per expectation (passes out of seeds), with the readouts that matter:", "",
-             "| mix | method | alpha | passes | hue median | angle median | shapes | striped |", "|---" * 8 + "|"]
-    for mix_id, entry in table.items():
-        for m, r in entry["methods"].items():
-            passes = ", ".join(f"{k} {v}" for k, v in r["passes"].items())
-            alpha = "-" if r["alpha"] is None else f"{r['alpha']:.3f}"
-            shapes = ", ".join(f"{k} {v}" for k, v in sorted(r["shapes"].items()))
-            lines.append(f"| {mix_id} | {m} | {alpha} | {passes} | {r['hue_median']} | {r['angle_median']} | "
-                         f"{shapes} | {r['striped']}/{r['n']} |")
+def by_kind(results: list[MixResult], methods: list[str]) -> str:
+    kinds = defaultdict(list)
+    for r in results:
+        kinds[r.kind].append(r)
+    lines = ["| kind | mixes | guide fails | " + " | ".join(methods) + " | line |", "|---" * (len(methods) + 4) + "|"]
+    for kind, rs in kinds.items():
+        cells = [f"{statistics.mean(r.rates[m] for r in rs):.0%}" for m in methods]
+        lines.append(f"| {kind} | {len(rs)} | {sum(r.guide_fails for r in rs)} | " + " | ".join(cells)
+                     + f" | {statistics.mean(r.line_rate for r in rs):.0%} |")
     return "\n".join(lines)
 
 
-def log_tensorboard(out: Path, table: dict, text: str, methods: list[str]) -> None:
+def window(r: MixResult) -> str:
+    """The sweep alphas that succeed on at least one seed: '0.40, 0.50, 0.90'."""
+    wins = [s["alpha"] for s in r.sweep if s["successes"]]
+    return ", ".join(f"{a:.2f}" for a in wins) if wins else "none"
+
+
+def per_mix(results: list[MixResult], methods: list[str]) -> str:
+    lines = ["| mix | kind | guide on label seeds | " + " | ".join(methods)
+             + " | line | finder alpha | refined alpha | objective peak | winning sweep alphas |",
+             "|---" * (len(methods) + 8) + "|"]
+    for r in results:
+        peak = max(r.sweep, key=lambda s: s["objective"])["alpha"] if r.sweep else None
+        cells = [f"{r.rates[m]:.2f}" if m in r.rates else "-" for m in methods]
+        alpha = {m: f"{r.alphas[m]:.2f}" if m in r.alphas else "-" for m in ("finder", "refined")}
+        lines.append(f"| {r.id} | {r.kind} | {r.guide_label_rate:.2f} | " + " | ".join(cells)
+                     + f" | {r.line_rate:.2f} | {alpha['finder']} | {alpha['refined']} | "
+                     + (f"{peak:.2f}" if peak is not None else "-") + f" | {window(r)} |")
+    return "\n".join(lines)
+
+
+def sweep_view(r: MixResult) -> str:
+    """One mix's verdict and objective at every sweep alpha, with where the finder, refinement and the peak land."""
+    peak = max(r.sweep, key=lambda s: s["objective"])["alpha"]
+    marks = {"finder": r.alphas.get("finder"), "refined": r.alphas.get("refined"), "average": 0.5}
+    lines = [f"Sweep of {r.id} ({r.kind}; guide on label seeds {r.guide_label_rate:.2f}): success out of seeds, mean "
+             "objective, median hue and angle of the readouts", "",
+             "| alpha | success | objective | hue | angle | nearest to |", "|---|---|---|---|---|---|"]
+    step = (r.sweep[1]["alpha"] - r.sweep[0]["alpha"]) if len(r.sweep) > 1 else 1.0
+    for s in r.sweep:
+        near = [name for name, a in marks.items() if a is not None and abs(a - s["alpha"]) <= step / 2 + 1e-9]
+        near += ["objective peak"] if s["alpha"] == peak else []
+        lines.append(f"| {s['alpha']:.2f} | {s['successes']}/{s['seeds']} | {s['objective']:.2f} | {s['hue']} | "
+                     f"{s['angle']} | {', '.join(near)} |")
+    return "\n".join(lines)
+
+
+def sweep_figure(r: MixResult):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = [s["alpha"] for s in r.sweep]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(alphas, [s["objective"] for s in r.sweep], "k.-", label="objective (mean over seeds)")
+    twin = ax.twinx()
+    twin.bar(alphas, [s["successes"] / s["seeds"] for s in r.sweep], width=0.06, alpha=0.3, color="green",
+             label="success rate")
+    twin.set_ylim(0, 1)
+    for name, colour in (("finder", "blue"), ("refined", "red")):
+        if name in r.alphas:
+            ax.axvline(r.alphas[name], color=colour, linestyle="--", label=name)
+    ax.set_xlabel("alpha (0 = A, 1 = B)")
+    ax.set_title(f"{r.id}: guide fails" if r.guide_fails else f"{r.id}: guide works")
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def log_tensorboard(out: Path, results: list[MixResult], text: str, methods: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
-    writer.add_text("toy_mixing/table", text)
-    for step, (mix_id, entry) in enumerate(table.items()):
-        rates = {m: r["success"] / r["n"] for m, r in entry["methods"].items()}
-        writer.add_scalars(f"toy_mixing/{mix_id}", rates, step)
+    writer.add_text("toy_mixing/tables", text)
     for m in methods:
-        rs = [e["methods"][m] for e in table.values() if m in e["methods"]]
-        if rs:
-            writer.add_scalar(f"toy_mixing/all/{m}", sum(r["success"] for r in rs) / sum(r["n"] for r in rs), 0)
+        interval = bootstrap_mean([r.rates[m] for r in results])
+        writer.add_scalar(f"toy_mixing/success/{m}", interval.mean, 0)
+    writer.add_scalar("toy_mixing/success/line_upper_bound", bootstrap_mean([r.line_rate for r in results]).mean, 0)
+    for r in results:
+        if r.sweep:
+            writer.add_figure(f"sweep/{r.id}", sweep_figure(r), 0)
+            writer.add_text(f"sweep/{r.id}", sweep_view(r))
     writer.close()
+
+
+def report(results: list[MixResult], methods: list[str], split: str, seeds: list[int]) -> str:
+    n = len(results)
+    return "\n\n".join([
+        f"Toy mixing, {split} set: {n} mixes x {len(seeds)} scored seeds. Success = every expected pixel fact "
+        f"holds; rates are means over mixes with 95% bootstrap intervals over mixes ({n} independent verdicts, "
+        "fewer within a group).", headline(results, methods),
+        "Paired differences, same mixes (an interval that holds 0 is no evidence either way):",
+        differences(results, methods), "By kind (no intervals: few mixes each):", by_kind(results, methods),
+        "Per mix (rates over scored seeds):", per_mix(results, methods)])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default=str(ROOT / "benchmarks" / "toy_mixing.yaml"))
+    parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--out", default="runs/toy-mixing")
+    parser.add_argument("--sweep", default=None, metavar="MIX", help="print this mix's sweep view (runs what is missing)")
     args = parser.parse_args(argv)
-    spec, out = load_benchmark(Path(args.spec)), Path(args.out)
-    specs = load_specs(ROOT / spec["experiments"])
-    records = run(spec, out)
-    table = summarise(records, specs, spec["methods"])
-    text = markdown(table, spec["methods"])
-    atomic_write_text(out / "toy_mixing.json", json.dumps(table, indent=1) + "\n")
-    atomic_write_text(out / "toy_mixing.md", f"# Toy mixing: successes over {len(spec['seeds'])} seeds\n\n{text}\n")
-    log_tensorboard(out, table, text, spec["methods"])
+    spec = load_benchmark(Path(args.spec))
+    experiments, out = ROOT / spec[args.split], Path(args.out) / args.split
+    specs = load_specs(experiments)
+    if args.sweep is not None and args.sweep not in {s.id for s in specs}:
+        raise SystemExit(f"error: no mix {args.sweep!r} in the {args.split} set ({experiments})")
+    model = yaml.safe_load((ROOT / spec["refine"]).read_text())["model"]
+    weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"])
+    labels, scored = run(spec, experiments, out)
+    results = summarise(labels, scored, specs, spec["methods"], weights)
+    if args.sweep is not None:
+        print(sweep_view(next(r for r in results if r.id == args.sweep)))
+        return
+    text = report(results, spec["methods"], args.split, spec["seeds"])
+    atomic_write_text(out / "toy_mixing.json", json.dumps([r.__dict__ for r in results], indent=1) + "\n")
+    atomic_write_text(out / "toy_mixing.md", f"# Toy mixing ({args.split})\n\n{text}\n")
+    log_tensorboard(out, results, text, spec["methods"])
     print(f"\n{text}\n\nwritten to {out}/toy_mixing.md, toy_mixing.json and {out}/tensorboard")
 
 

@@ -5,10 +5,12 @@
 
 Per set of captions, the fraction of generated videos whose readout matches the caption, per
 attribute, and the fraction where CLIP ranks the true value first among captions that differ
-in that attribute alone (richspace/toy/evaluate.py). The floor (the issue's) applies to the
+in that attribute alone (richspace/toy/evaluate.py). "CLIP" is the toy judge, which sees
+three frames at once (richspace/videotext.py). The floor (the issue's) applies to the
 combinations held out of training; training combinations, the never-seen pair (striped
-triangles, the mixing benchmark's subject) and CLIP on the world's own renders are shown for
-comparison.
+triangles) and the judge on the world's own renders are shown for comparison. Last, the
+judge on diagonal motion no caption names: how often its top two direction captions are the
+two the diagonal lies between (chance: 1 in 6).
 """
 
 import argparse
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
                     guidance=model["guidance_scale"] if args.guidance_scale is None else args.guidance_scale,
                     max_sequence_length=model["max_sequence_length"])
     print(f"settings: {settings['steps']} steps, guidance {settings['guidance']}")
-    pipe, encode, clip, processor = evaluate.load_toy()
+    pipe, encode, judge = evaluate.load_toy()
     rng = np.random.default_rng(0)
     train = world.training_combinations()
     unseen_pair = [c for c in world.all_combinations() if (c[1], c[2]) in world.HELD_OUT_PAIRS]
@@ -55,11 +57,15 @@ def main(argv: list[str] | None = None) -> None:
         " | ".join(f"CLIP {a}" for a in evaluate.ATTRIBUTES) + " |"
     lines = [header, "|---" * (2 + 2 * len(evaluate.ATTRIBUTES)) + "|"]
     for name, (combos, seeds) in sets.items():
-        r = evaluate.quality(pipe, encode, clip, processor, combos, seeds, **settings, rendered="rendered" in name)
+        r = evaluate.quality(pipe, encode, judge, combos, seeds, **settings, rendered="rendered" in name)
         results[name] = r
         cells = [f"{r['readout'][a]:.0%}" for a in evaluate.ATTRIBUTES] + [f"{r['clip'][a]:.0%}" for a in evaluate.ATTRIBUTES]
         lines.append(f"| {name} | {r['videos']} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
+    results["diagonals"] = evaluate.diagonal_ranks(judge, list(range(300, 300 + 2 * args.seeds)))
+    d = results["diagonals"]
+    print(f"\ndiagonal motion (rendered, never captioned): the judge's top two directions are the diagonal's two "
+          f"in {d['top_two']:.0%} of {d['videos']} videos (chance 17%)")
     low = evaluate.meets_floor(results["held out (floor)"])
     print("\nfloor (held out): " + ("met" if not low else "NOT met: " + "; ".join(low)))
     if args.json:

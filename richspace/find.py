@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--experiments", default=str(DEFAULT_SPECS), help="mix specs YAML (default: the paper's mixes)")
     p.add_argument("--model", default="tiny",
                    help="'tiny' (built offline), 'toy' (the trained toy world) or a CogVideoX hub id / local directory")
-    p.add_argument("--max_sequence_length", type=int, default=None, help="text tokens (default 226; toy: 48)")
+    p.add_argument("--max_sequence_length", type=int, default=None, help="text tokens (default 226; toy: 16)")
     p.add_argument("--k", type=int, default=30, help="interpolation steps: k+1 candidates (paper: 30)")
     p.add_argument("--scoring", default="both", choices=SCORINGS, help="curve maximised (paper: both)")
     p.add_argument("--projection", default="global", choices=PROJECTIONS, help="foot projection (paper: global)")

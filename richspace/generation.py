@@ -22,7 +22,8 @@ class MixVideoModule(L.LightningModule):
         """
         Args:
             sampler: the frozen CogVideoX and its settings (the config's ``sampler:`` section).
-            clip: CLIP for the metrics: 'toy', 'tiny', a hub id (openai/clip-vit-large-patch14), a local directory,
+            clip: the judge for the metrics (richspace.videotext): 'toy', 'tiny', a hub id of a CLIP
+                (openai/clip-vit-large-patch14) or an X-CLIP (microsoft/xclip-base-patch32), a local directory,
                 or None for no metrics (videos only).
             fps: frames per second of the written mp4s.
         """
@@ -35,12 +36,12 @@ class MixVideoModule(L.LightningModule):
         self.scorer = None
 
     def setup(self, stage: str) -> None:
-        from richspace.metrics import VideoCLIPScorer
+        from richspace.metrics import VideoScorer
 
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
         self.sampler.load(device)
         clip = self.hparams.clip
-        self.scorer = VideoCLIPScorer(resolve_weights(clip, "clip"), device) if clip is not None else None
+        self.scorer = VideoScorer(resolve_weights(clip, "clip"), device) if clip is not None else None
 
     def predict_step(self, item: MixItem, batch_idx: int = 0) -> MixVideos:
         out = MixVideos(videos={})

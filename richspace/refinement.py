@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from richspace.data import MixDataModule, MixItem
 from richspace.finder import interpolate
-from richspace.objective import ObjectiveWeights, clip_pixel_values, objective_terms
+from richspace.objective import ObjectiveWeights, objective_terms
 from richspace.runs import atomic_write, atomic_write_text
 from richspace.sampler import Sampler
 from richspace.video import to_uint8
@@ -150,7 +150,7 @@ class RefineModule(L.LightningModule):
         object.__setattr__(self, "sampler", sampler)  # not a submodule: Lightning must not move, wrap or save it
         self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature)
         self._text_cache: dict[tuple[str, ...], Tensor] = {}
-        self.clip = self.processor = None
+        self.judge = None
 
     # -------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -158,24 +158,18 @@ class RefineModule(L.LightningModule):
         self.load_models(device)
 
     def load_models(self, device: torch.device | str) -> None:
-        """The sampler's pipeline and the frozen CLIP, kept out of the module tree."""
-        from richspace.metrics import load_clip
+        """The sampler's pipeline and the frozen judge (CLIP or X-CLIP), kept out of the module tree."""
+        from richspace.videotext import load_video_text
 
         self.sampler.load(device)
-        clip_model, processor = load_clip(resolve_weights(self.hparams.clip, "clip"))
-        object.__setattr__(self, "clip", clip_model.to(device))
-        self.processor = processor
+        object.__setattr__(self, "judge", load_video_text(resolve_weights(self.hparams.clip, "clip")).to(device))
 
     # -------------------------------------------------------------- objective
     def text_features(self, texts: tuple[str, ...]) -> Tensor:
-        """(len(texts), D) normalised CLIP text features, computed once per tuple of prompts."""
+        """(len(texts), D) normalised text features of the judge, computed once per tuple of prompts."""
         if texts not in self._text_cache:
-            limit = self.clip.config.text_config.max_position_embeddings  # truncated as CLIPScore does
-            batch = self.processor.tokenizer(list(texts), padding=True, truncation=True, max_length=limit,
-                                             return_tensors="pt").to(self.sampler.device)
             with torch.no_grad():
-                feats = self.clip.get_text_features(batch["input_ids"], batch["attention_mask"])
-            self._text_cache[texts] = F.normalize(feats.float(), dim=-1)
+                self._text_cache[texts] = self.judge.text_features(texts)
         return self._text_cache[texts]
 
     def objective(self, item: MixItem, alpha: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -189,12 +183,9 @@ class RefineModule(L.LightningModule):
             frames = frames.float()
             if hp.clip_frames is not None:
                 frames = frames[hp.clip_frames]
-            ip = self.processor.image_processor
-            crop = (ip.crop_size["height"], ip.crop_size["width"])
-            pixels = clip_pixel_values(frames, ip.size["shortest_edge"], crop, ip.image_mean, ip.image_std)
-            image = F.normalize(self.clip.get_image_features(pixels.to(self.clip.model.dtype)).float(), dim=-1)
+            video = self.judge.video_features(frames)
         texts = self.text_features((item.texts.a, item.texts.b, item.texts.guide))
-        s_a, s_b, s_g = (100 * image @ texts.T).mean(0)
+        s_a, s_b, s_g = 100 * texts @ video
         return objective_terms(s_a, s_b, s_g, alpha, item.alpha, self.weights), frames
 
     # -------------------------------------------------------------- one mix, start to end

@@ -36,7 +36,7 @@ def frame_indices(total: int, count: int) -> list[int]:
     return [round(i * (total - 1) / (count - 1)) for i in range(count)]
 
 
-def _features(out) -> Tensor:
+def tensor_features(out) -> Tensor:
     """transformers 5 returns an output object from get_*_features (the features are its pooler_output)."""
     return out if isinstance(out, Tensor) else out.pooler_output
 
@@ -104,16 +104,16 @@ class VideoText(nn.Module):
         ``frame`` judges (the mean of unit vectors, not renormalised)."""
         pixels = self.pixel_values(frames.to(self.device))
         if self.kind == "xclip":
-            out = _features(self.model.get_video_features(pixel_values=pixels))
+            out = tensor_features(self.model.get_video_features(pixel_values=pixels))
         else:
-            out = _features(self.model.get_image_features(pixel_values=pixels))
+            out = tensor_features(self.model.get_image_features(pixel_values=pixels))
         return F.normalize(out.float(), dim=-1).mean(0)
 
     def text_features(self, texts: Sequence[str]) -> Tensor:
         """(len(texts), D) unit text features (texts truncated to the model's length, as CLIPScore does)."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.text_limit,
                                return_tensors="pt").to(self.device)
-        out = _features(self.model.get_text_features(input_ids=batch["input_ids"],
+        out = tensor_features(self.model.get_text_features(input_ids=batch["input_ids"],
                                                      attention_mask=batch["attention_mask"]))
         return F.normalize(out.float(), dim=-1)
 

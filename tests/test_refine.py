@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from richspace.objective import clip_pixel_values, soft_min
+from richspace.objective import soft_min
+from richspace.videotext import resize_normalise
 from richspace.refinement import RefineDataModule, RefineModule, load_state, state_path
 from richspace.sampler import Sampler
 
@@ -85,7 +86,7 @@ def test_refinement_climbs_to_the_best_of_its_basin(refined, module_and_data):
 def frozen_digest(module) -> str:
     """sha256 over every frozen weight and buffer of the transformer, the VAE and CLIP."""
     h = hashlib.sha256()
-    for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.clip):
+    for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.judge):
         for name, value in part.state_dict().items():
             h.update(name.encode())
             h.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
@@ -102,7 +103,7 @@ def test_only_the_coefficients_learn(module_and_data):
         terms, _ = module.objective(data.items[0], alpha)
         (-terms["objective"]).backward()
         assert alpha.grad is not None and torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
-        for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.clip):
+        for part in (module.sampler.pipe.transformer, module.sampler.pipe.vae, module.judge):
             assert all(p.grad is None and not p.requires_grad for p in part.parameters())
         optimizer.step()
     assert list(module.parameters()) == []  # the coefficients live in each mix's state, not in the module
@@ -260,12 +261,12 @@ def test_soft_min_and_torch_preprocessing():
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 8), size=(48, 64), mode="bilinear")  # image-like
     frames = smooth.clamp(0, 1)
-    ours = clip_pixel_values(frames, 32, (32, 32), processor.image_mean, processor.image_std)
+    ours = resize_normalise(frames, 32, (32, 32), processor.image_mean, processor.image_std)
     ref = processor(images=list(frames), return_tensors="pt", do_rescale=False)["pixel_values"]
     assert ours.shape == ref.shape == (2, 3, 32, 32)
     # PIL's bicubic (a = -0.5) is not torch's (a = -0.75): close on image-like content, not equal
     assert (ours - ref).abs().mean() < 0.2 * (ref - ref.mean()).abs().mean()
     flat = torch.full((1, 3, 40, 56), 0.3)  # where kernels cannot differ: resize, crop and normalise agree
-    ours_flat = clip_pixel_values(flat, 32, (32, 32), processor.image_mean, processor.image_std)
+    ours_flat = resize_normalise(flat, 32, (32, 32), processor.image_mean, processor.image_std)
     ref_flat = processor(images=list(flat), return_tensors="pt", do_rescale=False)["pixel_values"]
     torch.testing.assert_close(ours_flat, ref_flat, rtol=0, atol=1e-2)

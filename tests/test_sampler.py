@@ -10,7 +10,7 @@ from richspace.sampler import Sampler
 SETTINGS = {
     "tiny": dict(pretrained="tiny", num_frames=9, height=32, width=32, num_inference_steps=4, guidance_scale=6.0),
     "toy": dict(pretrained="toy", num_frames=9, height=32, width=32, num_inference_steps=6, guidance_scale=3.0,
-                max_sequence_length=48),
+                max_sequence_length=16),
 }
 
 

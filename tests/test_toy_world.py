@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from richspace.specs import load_specs
-from richspace.toy import world
+from richspace.tiny import word_level_t5_tokenizer
+from richspace.toy import TEXT_LEN, mixes, world
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def test_a_single_frame_shows_the_direction(direction):
 def test_colour_words_and_captions():
     assert world.colour_word(29.0) == "red" and world.colour_word(31.0) == "yellow" and world.colour_word(350) == "red"
     assert world.caption("blue", "circle", "striped", "up") == "a blue striped circle moving up"
-    assert world.caption("red", "square", "plain", "left") == "a red square moving left"
+    assert world.caption("red", "square", "plain", "left") == "a red plain square moving left"
 
 
 def test_held_out_split():
@@ -95,14 +96,63 @@ def test_bad_expectations_are_refused(expect, message):
 
 def test_benchmark_inputs_are_fixed_in_files():
     bench = yaml.safe_load((REPO / "benchmarks" / "toy_mixing.yaml").read_text())
-    assert len(bench["seeds"]) >= 8 and len(set(bench["seeds"])) == len(bench["seeds"])
     assert bench["methods"] == ["guide", "average", "finder", "refined"]
-    specs = load_specs(REPO / bench["experiments"])
-    assert {s.meta["guide_fails"] for s in specs} == {True, False}  # main cases and appendix cases
-    assert sum(s.base is not None for s in specs) >= 2  # chains of three
-    for spec in specs:
-        world.check_expect(spec.meta["expect"], spec.id)
-        for prompt in (spec.a, spec.b, spec.guide):
-            assert prompt is None or len(prompt.encode()) < 48  # fits the toy T5's text length with </s>
-    kinds = {k for s in specs for k in s.meta["expect"]}
-    assert {"hue_between", "direction_between", "pattern", "shape"} <= kinds
+    scored, unscored = set(bench["seeds"]), {bench["fit_seed"], *bench["label_seeds"]}
+    assert len(scored) == len(bench["seeds"]) and not scored & unscored  # nothing fitted or labelled is scored
+    tokenizer = word_level_t5_tokenizer(world.vocabulary(), TEXT_LEN)
+    ids = {}
+    for split in ("dev", "test"):
+        specs = load_specs(REPO / bench[split])
+        ids[split] = {s.id for s in specs}
+        for spec in specs:
+            world.check_expect(spec.meta["expect"], spec.id)
+            for prompt in (spec.a, spec.b, spec.guide):
+                if prompt is not None:
+                    tokens = tokenizer(prompt).input_ids
+                    assert len(tokens) <= TEXT_LEN and tokenizer.unk_token_id not in tokens, prompt
+    assert len(ids["dev"]) + len(ids["test"]) >= 60 and not ids["dev"] & ids["test"]
+
+
+def test_generated_mixes_are_fixed_split_and_token_aligned():
+    """The shipped dev/test files are what the generator writes (seed 0); every kind is in both halves; A and B
+    differ in one word at the same position, as real T5 prompts about a tiger and a zebra do."""
+    split = mixes.generate()
+    for name in ("dev", "test"):
+        assert (REPO / "configs" / "experiments" / f"toy-{name}.yaml").read_text() == mixes.render(name, split[name])
+        assert {m["kind"] for m in split[name]} == {*mixes.KINDS, "chain-base"}
+        bases = {m["id"] for m in split[name]}
+        assert all(m["base"] in bases for m in split[name] if "base" in m)  # a chain travels with its base
+    assert mixes.generate(1) != split  # the seed matters
+    for m in split["dev"] + split["test"]:
+        if "a" in m:  # hue and diagonal mixes differ in one word; stripes in pattern and shape, at the same places
+            a, b = m["a"].split(), m["b"].split()
+            assert len(a) == len(b) == 6 and 1 <= sum(x != y for x, y in zip(a, b)) <= 2, m
+        expect = m["expect"]
+        held_out = (expect.get("shape"), expect.get("pattern")) in world.HELD_OUT_PAIRS
+        assert held_out == (m["kind"] == "stripes"), m  # only the stripes mixes ask for the never-seen pair
+
+
+def test_diagonal_motion_renders_and_reads_between_its_two_directions():
+    for diagonal, angle in (("up-left", 135.0), ("down-right", 315.0), ("up-right", 45.0)):
+        read = world.readout(world.render_uint8(world.Attributes(200.0, "circle", "striped", diagonal)))
+        assert abs(read["angle"] - angle) < 1 and read["motion"] > 7 and read["pattern"] == "striped"
+        d1, d2 = diagonal.split("-")
+        assert world.judge({"direction_between": [d1, d2]}, read)["success"]
+    with pytest.raises(ValueError, match="unknown direction"):
+        world.velocity("sideways")
+
+
+def test_word_level_tokenizer_aligns_words_and_round_trips(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = word_level_t5_tokenizer(world.vocabulary(), TEXT_LEN)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)  # the pipeline's and PromptEncoder's loading path
+    a, g = (loaded(t, padding="max_length", max_length=TEXT_LEN).input_ids
+            for t in ("a red plain circle moving up", "an orange plain circle moving up and left"))
+    assert len(a) == len(g) == TEXT_LEN and a[6] == g[8] == loaded.eos_token_id and a[7:] == [0] * (TEXT_LEN - 7)
+    assert a[2:6] == g[2:6]  # plain circle moving up: same tokens, same positions
+    assert loaded("A Purple circle").input_ids == [3, loaded.unk_token_id, loaded.convert_tokens_to_ids("circle"), 1]
+    assert loaded.decode(loaded("a red plain circle").input_ids, skip_special_tokens=True) == "a red plain circle"
+    with pytest.raises(ValueError, match="distinct"):
+        word_level_t5_tokenizer(["a", "a"], 8)

@@ -46,25 +46,19 @@ def generate_captions(pipe, encode, captions: Sequence[str], seeds: Sequence[int
 
 
 @torch.no_grad()
-def clip_scores(clip, processor, videos: Sequence[torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
-    """(len(videos), len(texts)) mean over frames of the cosine between CLIP image and text features."""
-    text = processor.tokenizer(list(texts), padding=True, return_tensors="pt")
-    t = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask).float(), dim=-1)
-    rows = []
-    for video in videos:
-        pixels = processor.image_processor(list(video.permute(0, 2, 3, 1).numpy()), return_tensors="pt").pixel_values
-        image = F.normalize(clip.get_image_features(pixels).float(), dim=-1)
-        rows.append((image @ t.T).mean(0))
-    return torch.stack(rows)
+def clip_scores(judge, videos: Sequence[torch.Tensor], texts: Sequence[str]) -> torch.Tensor:
+    """(len(videos), len(texts)) the judge's scores (richspace.videotext) of uint8 videos against texts."""
+    text = judge.text_features(list(texts))
+    return torch.stack([judge.scores(video.float() / 255, text) for video in videos])
 
 
-def clip_ranks(clip, processor, videos, combos) -> dict[str, list[bool]]:
-    """Per attribute, whether CLIP ranks the true value first among captions differing in it alone."""
+def clip_ranks(judge, videos, combos) -> dict[str, list[bool]]:
+    """Per attribute, whether the judge ranks the true value first among captions differing in it alone."""
     hits: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
     for video, combo in zip(videos, combos):
         options = [world.caption(*combo[:i], value, *combo[i + 1:])
                    for i, attribute in enumerate(ATTRIBUTES) for value in VALUES[attribute]]
-        scores = clip_scores(clip, processor, [video], options)[0]  # the frames' features once, every caption
+        scores = clip_scores(judge, [video], options)[0]  # the video's feature once, every caption
         start = 0
         for i, attribute in enumerate(ATTRIBUTES):
             values = VALUES[attribute]
@@ -74,7 +68,29 @@ def clip_ranks(clip, processor, videos, combos) -> dict[str, list[bool]]:
     return hits
 
 
-def quality(pipe, encode, clip, processor, combos, seeds, steps: int, guidance: float, max_sequence_length: int,
+@torch.no_grad()
+def diagonal_ranks(judge, seeds: Sequence[int]) -> dict:
+    """The judge on diagonal motion, which no training caption names: for rendered diagonal videos (each of the
+    four diagonals, over colours, shapes, patterns and seeds), how often the two directions it lies between are
+    the judge's top two of the four direction captions."""
+    hits, total = 0, 0
+    diagonals = [("up", "right"), ("up", "left"), ("down", "left"), ("down", "right")]
+    rng = np.random.default_rng(list(seeds))
+    for seed in seeds:
+        for d1, d2 in diagonals:
+            colour, shape, pattern = (list(world.COLOURS)[rng.integers(6)], world.SHAPES[rng.integers(3)],
+                                      world.PATTERNS[rng.integers(2)])
+            hue = (world.COLOURS[colour] + rng.uniform(-30.0, 30.0)) % 360.0
+            video = world.render_uint8(world.Attributes(hue, shape, pattern, f"{d1}-{d2}"))
+            options = [world.caption(colour, shape, pattern, d) for d in world.DIRECTIONS]
+            scores = clip_scores(judge, [torch.from_numpy(video)], options)[0]
+            top = {list(world.DIRECTIONS)[i] for i in scores.topk(2).indices.tolist()}
+            hits += top == {d1, d2}
+            total += 1
+    return {"videos": total, "top_two": hits / total}
+
+
+def quality(pipe, encode, judge, combos, seeds, steps: int, guidance: float, max_sequence_length: int,
             rendered: bool = False) -> dict:
     """Readout and CLIP-ranking accuracy per attribute over combos x seeds; also each video's readout.
 
@@ -91,7 +107,7 @@ def quality(pipe, encode, clip, processor, combos, seeds, steps: int, guidance: 
     reads = [world.readout(v.numpy()) for v in videos]
     truths = [dict(zip(ATTRIBUTES, c)) for c, _ in pairs]
     readout_acc = {a: float(np.mean([r.get(a) == t[a] for r, t in zip(reads, truths)])) for a in ATTRIBUTES}
-    hits = clip_ranks(clip, processor, videos, [c for c, _ in pairs])
+    hits = clip_ranks(judge, videos, [c for c, _ in pairs])
     clip_acc = {a: float(np.mean(h)) for a, h in hits.items()}
     return {"videos": len(videos), "readout": readout_acc, "clip": clip_acc,
             "items": [{"caption": c, "seed": s, "readout": r} for c, (_, s), r in zip(captions, pairs, reads)]}
@@ -105,14 +121,13 @@ def meets_floor(result: dict) -> list[str]:
 
 
 def load_toy(dtype: str = "float32"):
-    """(pipeline without T5, encode, CLIP, processor) for the shipped toy weights, frozen."""
+    """(pipeline without T5, encode, judge) for the shipped toy weights, frozen."""
     from richspace.encoding import PromptEncoder
     from richspace.sampler import Sampler
     from richspace.weights import resolve_weights
-    from richspace.metrics import load_clip
+    from richspace.videotext import load_video_text
     from richspace.toy import TEXT_LEN
 
     pipe = Sampler("toy", dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)
-    clip, processor = load_clip(resolve_weights("toy", "clip"))
-    return pipe, encoder, clip, processor
+    return pipe, encoder, load_video_text(resolve_weights("toy", "clip"))

@@ -40,9 +40,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from richspace.video import to_uint8
-from richspace.metrics import CLIPFeatures
 from richspace.toy import TEXT_LEN, evaluate, world
-from richspace.videotext import frame_indices
+from richspace.videotext import frame_indices, tensor_features
 
 LATENT_CHANNELS = 4
 CLIP_FRAMES = 3  # frames the toy judge sees at once (first, middle, last of 9)
@@ -313,9 +312,10 @@ class CLIPModule(L.LightningModule):
         view = torch.randint(0, len(self.views), (len(index),))
         clips = self.views[view, index][:, frame_indices(world.FRAMES, CLIP_FRAMES)]  # (B, k, 3, H, W)
         pixels = ((clips.float() / 255 - self.pixel_mean) / self.pixel_std).flatten(1, 2)  # (B, 3k, H, W)
-        text, clip = self.text, CLIPFeatures(self.clip)  # tensors from get_*_features under transformers 4 and 5
-        image = F.normalize(clip.get_image_features(pixels), dim=-1)
-        captions = F.normalize(clip.get_text_features(text.input_ids, text.attention_mask), dim=-1)
+        text = self.text
+        image = F.normalize(tensor_features(self.clip.get_image_features(pixel_values=pixels)), dim=-1)
+        captions = F.normalize(tensor_features(self.clip.get_text_features(
+            input_ids=text.input_ids, attention_mask=text.attention_mask)), dim=-1)
         logits = self.clip.logit_scale.exp() * image @ captions.T  # (B, all training captions)
         labels = self.labels[index]
         full = F.cross_entropy(logits, labels)

@@ -4,8 +4,8 @@ A video is 9 frames of 32x32 pixels on black: one object of a hue (continuous), 
 (square, circle, triangle) and a pattern (plain, or white vertical stripes: the toy's "zebra
 stripes"), moving one pixel a frame in one of four directions with a dim motion streak
 behind it and its brightness ramping up from 60% at the trailing edge to full at the leading
-one (so a single frame shows the direction, as a per-frame CLIP needs; the VAE keeps the
-ramp but loses the thin streak). Captions name the nearest of six colour words and always
+one (a cue to the direction within one frame; the VAE keeps the ramp but loses the thin
+streak; the toy judge also sees motion across frames). Captions name the nearest of six colour words and always
 the pattern, so that every caption is the same six words in the same order and two captions
 line up word by word, as real T5 prompts about a tiger and a zebra do: "a red striped circle
 moving left", "a red plain circle moving left".
@@ -158,9 +158,24 @@ def shape_mask(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}; use one of {SHAPES}")
 
 
+def velocity(direction: str) -> tuple[float, float]:
+    """(dx, dy) pixels a frame of a direction word, or of a diagonal named by two ("up-left") at the same speed.
+
+    Diagonals are never rendered for training: they exist to test what a judge makes of motion no caption names.
+    """
+    parts = direction.split("-")
+    if not 1 <= len(parts) <= 2 or any(p not in DIRECTIONS for p in parts):
+        raise ValueError(f"unknown direction {direction!r}; use one of {list(DIRECTIONS)} or two joined by '-'")
+    dx, dy = sum(DIRECTIONS[p][0] for p in parts), sum(DIRECTIONS[p][1] for p in parts)
+    norm = math.hypot(dx, dy)
+    if norm == 0:
+        raise ValueError(f"direction {direction!r} cancels out")
+    return dx / norm, dy / norm
+
+
 def centres(attrs: Attributes) -> np.ndarray:
     """(F, 2) object centres: one pixel a frame, the path centred on the frame plus the start offset."""
-    dx, dy = DIRECTIONS[attrs.direction]
+    dx, dy = velocity(attrs.direction)
     t = np.arange(FRAMES) - (FRAMES - 1) / 2
     return np.stack([SIZE / 2 + attrs.offset[0] + t * dx, SIZE / 2 + attrs.offset[1] + t * dy], axis=1)
 
@@ -174,7 +189,7 @@ def render(attrs: Attributes) -> np.ndarray:
     """(F, 3, H, W) float32 frames in [0, 1] of one video, antialiased by 4x4 supersampling."""
     xs, ys = _subpixels()
     colour = hue_rgb(attrs.hue)
-    dx, dy = DIRECTIONS[attrs.direction]
+    dx, dy = velocity(attrs.direction)
     frames = []
     for cx, cy in centres(attrs):
         x, y = xs - cx, ys - cy

@@ -1,0 +1,175 @@
+"""Toy mix specs generated from the world's vocabulary, split into a development and a test set.
+
+    python -m richspace.toy.mixes                  # writes configs/experiments/toy-dev.yaml and toy-test.yaml
+    python -m richspace.toy.mixes --check          # exits 1 if the shipped files differ from a fresh generation
+
+Five kinds of mix, each prompt in the world's six-word template so that A, B and the guide
+line up word by word (the guide of a diagonal adds "and <direction>"):
+
+- ``hue``: A and B name neighbouring colour words (red, yellow); the guide names the word
+  for the hue between them (orange), which no training caption has. Expect the in-between hue.
+- ``diagonal``: A and B move in neighbouring directions; the guide says "moving up and
+  left". Expect the motion between them (no training video moves diagonally).
+- ``stripes``: A is a plain triangle, B a striped square or circle; the guide asks for a
+  striped triangle, the one pair of values training never shows (the tiger with zebra stripes).
+- ``seen``: the guide is a combination training shows (a colour word between two others, or
+  stripes on a square or circle): the paper's appendix cases, where the guide alone may work.
+- ``chain``: three concepts: a ``hue`` base mix and a striped B; the base's found embedding
+  takes the place of A (the paper's Section 5). It travels with its base into the same split.
+
+Which mixes the guide fails on is not written here: the benchmark measures it.
+The other attributes (shape, pattern, direction, colour) are drawn at random from a fixed
+seed, avoiding the held-out pair. Mixes are split into dev and test by a seeded shuffle within
+each kind, so both sets hold every kind; methods are tuned on dev and reported on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from richspace.toy import world
+
+KINDS = ("hue", "diagonal", "stripes", "seen", "chain")
+COUNTS = {"hue": 18, "diagonal": 16, "stripes": 12, "seen": 16, "chain": 10}  # 72 mixes (chains: 20 specs)
+NEIGHBOURS = list(world.MIX_COLOURS)  # ((red, yellow), ...): neighbouring colour words round the hue circle
+ADJACENT = [("up", "right"), ("up", "left"), ("down", "left"), ("down", "right")]
+SEED = 0
+OUT = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+
+
+def text(colour: str, pattern: str, shape: str, direction: str) -> str:
+    """A prompt in the caption template (an 'an' before a vowel, for the mix colour words)."""
+    article = "an" if colour[0] in "aeiou" else "a"
+    return " ".join([article, colour, pattern, shape, "moving", direction])
+
+
+def _pick(rng: np.random.Generator, values):
+    values = list(values)
+    return values[int(rng.integers(len(values)))]
+
+
+def _shape_pattern(rng: np.random.Generator) -> tuple[str, str]:
+    """A shape and pattern pair training shows (never the held-out striped triangle)."""
+    while True:
+        shape, pattern = _pick(rng, world.SHAPES), _pick(rng, world.PATTERNS)
+        if (shape, pattern) not in world.HELD_OUT_PAIRS:
+            return shape, pattern
+
+
+def hue_mix(rng, n: int, pair: tuple[str, str]) -> dict:
+    c1, c2 = pair
+    shape, pattern = _shape_pattern(rng)
+    direction = _pick(rng, world.DIRECTIONS)
+    return {"id": f"hue-{c1}-{c2}-{n}", "kind": "hue", "a": text(c1, pattern, shape, direction),
+            "b": text(c2, pattern, shape, direction), "guide": text(world.MIX_COLOURS[pair], pattern, shape, direction),
+            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction}}
+
+
+def diagonal_mix(rng, n: int, pair: tuple[str, str]) -> dict:
+    d1, d2 = pair
+    colour, (shape, pattern) = _pick(rng, world.COLOURS), _shape_pattern(rng)
+    return {"id": f"diagonal-{d1}-{d2}-{n}", "kind": "diagonal", "a": text(colour, pattern, shape, d1),
+            "b": text(colour, pattern, shape, d2), "guide": text(colour, pattern, shape, d1) + f" and {d2}",
+            "expect": {"colour": colour, "shape": shape, "pattern": pattern, "direction_between": [d1, d2]}}
+
+
+def stripes_mix(rng, n: int) -> dict:
+    colour, direction = _pick(rng, world.COLOURS), _pick(rng, world.DIRECTIONS)
+    other = _pick(rng, ("square", "circle"))
+    return {"id": f"stripes-triangle-{n}", "kind": "stripes", "a": text(colour, "plain", "triangle", direction),
+            "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", "triangle", direction),
+            "expect": {"colour": colour, "shape": "triangle", "pattern": "striped", "direction": direction}}
+
+
+def seen_mix(rng, n: int) -> dict:
+    direction = _pick(rng, world.DIRECTIONS)
+    if n % 2 == 0:  # a colour word between two others: red and green, guide yellow
+        colours = list(world.COLOURS)
+        i = int(rng.integers(len(colours)))
+        c1, mid, c2 = colours[i], colours[(i + 1) % 6], colours[(i + 2) % 6]
+        shape, pattern = _shape_pattern(rng)
+        return {"id": f"seen-hue-{c1}-{c2}-{n}", "kind": "seen", "a": text(c1, pattern, shape, direction),
+                "b": text(c2, pattern, shape, direction), "guide": text(mid, pattern, shape, direction),
+                "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction}}
+    colour, shape = _pick(rng, world.COLOURS), _pick(rng, ("square", "circle"))  # stripes on a seen shape
+    other = "circle" if shape == "square" else "square"
+    return {"id": f"seen-stripes-{shape}-{n}", "kind": "seen", "a": text(colour, "plain", shape, direction),
+            "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", shape, direction),
+            "expect": {"colour": colour, "shape": shape, "pattern": "striped", "direction": direction}}
+
+
+def chain_mixes(rng, n: int, pair: tuple[str, str]) -> list[dict]:
+    """A plain hue base mix and the chain that adds stripes to its found embedding."""
+    c1, c2 = pair
+    shape, direction = _pick(rng, ("square", "circle")), _pick(rng, world.DIRECTIONS)
+    base = {"id": f"chain-base-{c1}-{c2}-{n}", "kind": "chain-base", "a": text(c1, "plain", shape, direction),
+            "b": text(c2, "plain", shape, direction), "guide": text(world.MIX_COLOURS[pair], "plain", shape, direction),
+            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "plain", "direction": direction}}
+    chain = {"id": f"chain-{c1}-{c2}-striped-{n}", "kind": "chain", "base": base["id"],
+             "b": text(c1, "striped", shape, direction),
+             "guide": text(world.MIX_COLOURS[pair], "striped", shape, direction),
+             "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "striped", "direction": direction}}
+    return [base, chain]
+
+
+def generate(seed: int = SEED) -> dict[str, list[dict]]:
+    """{'dev': [...], 'test': [...]}: the mixes, split half and half within each kind (chains with their base)."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[list[dict]]] = {kind: [] for kind in KINDS}
+    for n in range(COUNTS["hue"]):
+        groups["hue"].append([hue_mix(rng, n, NEIGHBOURS[n % len(NEIGHBOURS)])])
+    for n in range(COUNTS["diagonal"]):
+        groups["diagonal"].append([diagonal_mix(rng, n, ADJACENT[n % len(ADJACENT)])])
+    for n in range(COUNTS["stripes"]):
+        groups["stripes"].append([stripes_mix(rng, n)])
+    for n in range(COUNTS["seen"]):
+        groups["seen"].append([seen_mix(rng, n)])
+    for n in range(COUNTS["chain"]):
+        groups["chain"].append(chain_mixes(rng, n, NEIGHBOURS[n % len(NEIGHBOURS)]))
+    split: dict[str, list[dict]] = {"dev": [], "test": []}
+    for kind in KINDS:
+        order = rng.permutation(len(groups[kind]))
+        for rank, i in enumerate(order):
+            split["dev" if rank % 2 == 0 else "test"].extend(groups[kind][i])
+    return split
+
+
+HEADER = """# Generated by `python -m richspace.toy.mixes` (seed {seed}): do not edit by hand.
+# The {split} set of the toy mixing benchmark ({count} mixes{note}). Each mix's `expect` holds the
+# pixel facts a successful video shows (richspace.toy.world.judge); `kind` says how it was built.
+# Whether the guide fails is measured by benchmarks/toy_mixing.py, not written here.
+"""
+
+
+def render(split: str, mixes: list[dict], seed: int = SEED) -> str:
+    note = ": tune methods here" if split == "dev" else ": report here; nothing is fitted to it"
+    body = yaml.safe_dump(mixes, sort_keys=False, width=200, default_flow_style=None)
+    return HEADER.format(seed=seed, split=split, count=len(mixes), note=note) + "\n" + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(OUT), help="folder for toy-dev.yaml and toy-test.yaml")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    for split, mixes in generate(args.seed).items():
+        path, content = out / f"toy-{split}.yaml", render(split, mixes, args.seed)
+        if args.check:
+            if not path.is_file() or path.read_text() != content:
+                print(f"error: {path} differs from a fresh generation; run python -m richspace.toy.mixes", file=sys.stderr)
+                return 1
+        else:
+            path.write_text(content)
+            print(f"wrote {len(mixes)} mixes to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
