@@ -234,7 +234,7 @@ def sweep_figure(r: MixResult):
     for name, colour in (("finder", "blue"), ("refined", "red")):
         if name in r.alphas:
             ax.axvline(r.alphas[name], color=colour, linestyle="--", label=name)
-    ax.set_xlabel("alpha (0 = A, 1 = B)")
+    ax.set_xlabel("alpha (alpha E_a + (1 - alpha) E_b: 1 = A, 0 = B)")
     ax.set_title(f"{r.id}: guide fails" if r.guide_fails else f"{r.id}: guide works")
     ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()

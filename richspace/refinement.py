@@ -26,7 +26,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from richspace.data import MixDataModule, MixItem
