@@ -101,6 +101,11 @@ class MixResult:
     def guide_fails(self) -> bool:
         return self.guide_label_rate < 0.5
 
+    @property
+    def peak_alpha(self) -> float | None:
+        """The sweep alpha where refinement's objective (mean over seeds) is highest; None without a sweep."""
+        return max(self.sweep, key=lambda s: s["objective"])["alpha"] if self.sweep else None
+
 
 def objective_of(metrics: dict, alpha: float, alpha_0: float, weights: ObjectiveWeights) -> float:
     """Refinement's objective from a video's judge scores (the number refinement climbs), without gradients."""
@@ -193,7 +198,7 @@ def per_mix(results: list[MixResult], methods: list[str]) -> str:
              + " | line | finder alpha | refined alpha | objective peak | winning sweep alphas |",
              "|---" * (len(methods) + 8) + "|"]
     for r in results:
-        peak = max(r.sweep, key=lambda s: s["objective"])["alpha"] if r.sweep else None
+        peak = r.peak_alpha
         cells = [f"{r.rates[m]:.2f}" if m in r.rates else "-" for m in methods]
         alpha = {m: f"{r.alphas[m]:.2f}" if m in r.alphas else "-" for m in ("finder", "refined")}
         lines.append(f"| {r.id} | {r.kind} | {r.guide_label_rate:.2f} | " + " | ".join(cells)
@@ -204,7 +209,7 @@ def per_mix(results: list[MixResult], methods: list[str]) -> str:
 
 def sweep_view(r: MixResult) -> str:
     """One mix's verdict and objective at every sweep alpha, with where the finder, refinement and the peak land."""
-    peak = max(r.sweep, key=lambda s: s["objective"])["alpha"]
+    peak = r.peak_alpha
     marks = {"finder": r.alphas.get("finder"), "refined": r.alphas.get("refined"), "average": 0.5}
     lines = [f"Sweep of {r.id} ({r.kind}; guide on label seeds {r.guide_label_rate:.2f}): success out of seeds, mean "
              "objective, median hue and angle of the readouts", "",

@@ -43,7 +43,7 @@ def test_labels_rates_bound_and_sweep():
     assert m1.line_rate == 1.0  # seed 0 by the finder, seed 1 by alpha = 1 alone: the line's bound
     assert m2.line_rate == 1.0 and m2.rates["guide"] == 1.0
     assert [s["alpha"] for s in m1.sweep] == [0.0, 0.5, 1.0] and [s["successes"] for s in m1.sweep] == [0, 1, 1]
-    assert max(m1.sweep, key=lambda s: s["objective"])["alpha"] == 1.0  # S_G peaks at alpha = 1
+    assert m1.peak_alpha == 1.0  # S_G peaks at alpha = 1
     view = toy_mixing.sweep_view(m1)
     assert "| 0.50 | 1/2 |" in view and "objective peak" in view.splitlines()[-1]
     text = toy_mixing.report(results, METHODS, "test", [0, 1])
