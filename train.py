@@ -34,7 +34,7 @@ def main(args: list[str] | None = None) -> None:
         cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
     cli.trainer.strategy.barrier()  # every rank, even one that got no mix
     if cli.trainer.is_global_zero:
-        finish_refinement(run_dir, cli.datamodule, cli.model.hparams.per_token, cli.trainer.logger)
+        finish_refinement(run_dir, cli.datamodule, cli.model, cli.trainer.logger)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class RichspaceCLI(LightningCLI):
         parser.link_arguments("sampler", "model.sampler", apply_on="instantiate")
         parser.link_arguments("sampler.pretrained", "data.pretrained")
         parser.link_arguments("sampler.max_sequence_length", "data.max_sequence_length")
+        parser.link_arguments("sampler.guidance_scale", "data.guidance_scale")
 
 
 def one_line(error: BaseException) -> str:

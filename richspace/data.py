@@ -8,7 +8,9 @@ communication, so a rank may get none. ``MixVideos`` is what a module makes of a
 
 Methods per mix (docs/design.md, "Measuring a mix"): ``guide`` (the guide prompt alone, the
 paper's comparison), ``average`` (alpha = 0.5, what manual blending does), ``finder`` (the
-closed-form E_opt), ``refined`` (alpha from a refinement result file, ``alpha_from``) and
+closed-form E_opt), ``compose`` (A and B composed while sampling, untuned weights:
+richspace.conditioning), ``refined`` (the mixing parameters of a refinement result file,
+``alpha_from``), ``learned`` (the parameters a trained predictor gives, ``learned_from``) and
 ``sweep_XX`` for chosen indices.
 """
 
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from richspace.conditioning import COMPOSE_WEIGHT, MixParams, active, mixed_embedding, offset_direction
 from richspace.finder import interpolate
 from richspace.runs import mix_seed, read_record, remove_temporaries
 from richspace.specs import SpecError, load_specs
@@ -52,13 +55,15 @@ class MixItem:
     n_ids: list[int]  # token counts: A (or the base's), B, guide, rows kept
     texts: MixTexts
     scores: dict[str, list[float]]  # the finder's curves: full, truncated, sum (k + 1 values each)
-    embeddings: dict[str, Tensor]  # method -> (L, d)
+    embeddings: dict[str, Tensor]  # method -> (L, d), or (n, L, d) texts for a method in ``weights``
     alphas: dict[str, float | None]  # method -> its alpha on the line (None: the guide prompt)
     e_a: Tensor  # (L, d) the line's ends (E_a may be a base mix's E_opt) and the guide
     e_b: Tensor
     e_guide: Tensor
     negative: Tensor  # (L, d) the encoded empty prompt
     meta: dict = field(default_factory=dict)  # the spec's extra keys (a toy mix's ``expect``, ...)
+    weights: dict[str, Tensor] = field(default_factory=dict)  # method -> (n,) composition weights (sampled composed)
+    params: dict[str, MixParams] = field(default_factory=dict)  # method -> its mixing parameters, where it has them
 
 
 @dataclass
@@ -72,22 +77,23 @@ class MixVideos:
 
 
 def load_refinement(path: str | Path) -> dict[str, dict]:
-    """A refinement result file (written by train.py): {mix id: {"alpha": float, "coefficients": tensor?}}."""
+    """A refinement result file (written by train.py): {mix id: {"params": MixParams, "coefficients": tensor?}}."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
         mixes = data["mixes"]
         assert isinstance(mixes, dict)
-    except (OSError, ValueError, KeyError, AssertionError):
-        raise ValueError(f"alpha_from: {path} is not a readable refinement result file (from train.py)") from None
-    out = {}
-    for mix_id, entry in mixes.items():
-        item = {"alpha": float(entry["alpha"])}
-        if entry.get("coefficients"):
-            from safetensors.torch import load_file
+        out = {}
+        for mix_id, entry in mixes.items():
+            params = MixParams.from_dict(entry["params"]) if "params" in entry else MixParams(float(entry["alpha"]))
+            item = {"params": params}
+            if entry.get("coefficients"):
+                from safetensors.torch import load_file
 
-            item["coefficients"] = load_file(path.parent / entry["coefficients"])["alpha"]
-        out[mix_id] = item
+                item["coefficients"] = load_file(path.parent / entry["coefficients"])["alpha"]
+            out[mix_id] = item
+    except (OSError, ValueError, KeyError, AssertionError, TypeError):
+        raise ValueError(f"alpha_from: {path} is not a readable refinement result file (from train.py)") from None
     return out
 
 
@@ -106,8 +112,11 @@ class MixDataModule(L.LightningDataModule):
         seed: int = 0,
         sweep: list[int] | None = None,
         alpha_from: str | None = None,
+        learned_from: str | None = None,
+        compose: float | None = COMPOSE_WEIGHT,
         pretrained: str = "tiny",
         max_sequence_length: int = 226,
+        guidance_scale: float = 6.0,
         text_encoder_dtype: str = "float32",
         cache_dir: str | None = None,
     ) -> None:
@@ -121,8 +130,11 @@ class MixDataModule(L.LightningDataModule):
             seed: global seed; each mix's seed derives from it and the mix id.
             sweep: extra videos at these interpolation indices (0..k), named sweep_XX.
             alpha_from: a refinement result file from train.py: adds the ``refined`` method.
+            learned_from: a trained mixing-parameter predictor (richspace.learned): adds the ``learned`` method.
+            compose: the weight of A and of B in the untuned ``compose`` method; null: no ``compose`` video.
             pretrained: the CogVideoX checkpoint whose T5 encodes the prompts (linked from sampler.pretrained).
             max_sequence_length: text tokens (CogVideoX: 226; linked from the sampler).
+            guidance_scale: the sampler's guidance (linked): the weight of the mixed text in a composed method.
             text_encoder_dtype: T5's dtype on a cache miss.
             cache_dir: embedding cache ($RICHSPACE_CACHE/embeddings by default).
         """
@@ -141,9 +153,17 @@ class MixDataModule(L.LightningDataModule):
         if bad_sweep:
             raise ValueError(f"data.sweep indices must lie in 0..k={k}; got {bad_sweep}")
         self.refined = load_refinement(alpha_from) if alpha_from else {}
+        if compose is not None and compose < 0:
+            raise ValueError(f"data.compose must be null or a weight >= 0; got {compose}")
+        self.compose = compose
+        self.predictor = None
+        if learned_from:
+            from richspace.learned import load_predictor
+
+            self.predictor = load_predictor(learned_from)
         self.only, self.run_dir, self.overwrite = only, Path(run_dir), overwrite
         self.k, self.scoring, self.projection, self.seed, self.sweep = k, scoring, projection, seed, list(sweep or [])
-        self.pretrained, self.max_sequence_length = pretrained, max_sequence_length
+        self.pretrained, self.max_sequence_length, self.guidance_scale = pretrained, max_sequence_length, guidance_scale
         self.text_encoder_dtype, self.cache_dir = check_dtype(text_encoder_dtype, "data.text_encoder_dtype"), cache_dir
         self.items: list[MixItem] = []
 
@@ -201,11 +221,27 @@ class MixDataModule(L.LightningDataModule):
         spec, e_a, e_b = r.spec, r.e_a, r.e_b
         embeddings = {"guide": r.e_guide, "average": interpolate(e_a, e_b, 0.5), "finder": r.embedding}
         alphas = {"guide": None, "average": 0.5, "finder": r.alpha}
+        weights, params = {}, {}
+        chosen = {}
+        if self.compose is not None:
+            chosen["compose"] = MixParams.compose(self.compose)
         if mix_id in self.refined:
-            ref = self.refined[mix_id]
-            coeff = ref.get("coefficients")
-            embeddings["refined"] = interpolate(e_a, e_b, coeff if coeff is not None else ref["alpha"])
-            alphas["refined"] = ref["alpha"]
+            chosen["refined"] = self.refined[mix_id]["params"]
+        if self.predictor is not None:
+            chosen["learned"] = self.predictor.predict(r)
+        direction = offset_direction(e_a, e_b, r.e_guide)
+        for method, p in chosen.items():
+            params[method] = p
+            alphas[method] = None if method == "compose" else p.alpha
+            coeff = self.refined[mix_id].get("coefficients") if method == "refined" else None
+            alpha = coeff if coeff is not None else torch.tensor(p.alpha)
+            mixed = mixed_embedding(e_a, e_b, direction, alpha.to(e_a.dtype), torch.tensor(p.offset))
+            if p.on_line:
+                embeddings[method] = mixed
+            else:  # composed while sampling: the texts with a non-zero weight
+                theta = p.vector(guidance=self.guidance_scale)
+                texts, w = active(torch.stack([mixed, e_a, e_b]), theta[2:5])
+                embeddings[method], weights[method] = texts, w
         for i in self.sweep:
             embeddings[f"sweep_{i:02d}"] = interpolate(e_a, e_b, i / self.k)
             alphas[f"sweep_{i:02d}"] = i / self.k
@@ -217,7 +253,7 @@ class MixDataModule(L.LightningDataModule):
             scores={"full": found.scores_full.tolist(), "truncated": found.scores_truncated.tolist(),
                     "sum": found.scores.tolist()},
             embeddings=embeddings, alphas=alphas, e_a=e_a, e_b=e_b, e_guide=r.e_guide, negative=negative,
-            meta=dict(spec.meta),
+            meta=dict(spec.meta), weights=weights, params=params,
         )
 
     def predict_dataloader(self) -> DataLoader:

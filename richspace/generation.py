@@ -46,7 +46,7 @@ class MixVideoModule(L.LightningModule):
     def predict_step(self, item: MixItem, batch_idx: int = 0) -> MixVideos:
         out = MixVideos(videos={})
         for method, embeds in item.embeddings.items():
-            video = self.sampler.generate(embeds, item.negative, item.seed)
+            video = self.sampler.generate(embeds, item.negative, item.seed, item.weights.get(method))
             out.videos[method] = video
             if self.scorer is not None:
                 out.metrics[method] = self.scorer.video_metrics(video, item.texts.a, item.texts.b, item.texts.guide)

@@ -1,10 +1,17 @@
 """Refinement's objective as pure torch functions (no Lightning, no diffusers).
 
-    objective = w_guide * S_G + w_balance * softmin_T(S_A, S_B) - w_anchor * mean((alpha - alpha_0)^2)
+    objective = w_guide * S_G + w_balance * softmin_T(S_A, S_B) + w_queries * Q - w_anchor * mean((alpha - alpha_0)^2)
 
 S_X is 100 x the cosine between the judge's feature of the decoded frames and its text
 feature of prompt X (richspace.videotext; for a per-frame CLIP, the mean over frames: the
 scale of torchmetrics' CLIPScore).
+
+Q is the per-attribute reward of a mix's ``queries``: each query is a set of captions that
+differ in one attribute (``options``) and the ones the mix wants (``want``); the judge's
+scores over the options are a softmax, and the query's term is the mean log-probability of
+the wanted captions. Two wanted captions (red and yellow, for orange) are balanced: the term
+is highest when the video is judged half one and half the other, and low when it is either
+alone. Q is the mean over queries, so every attribute counts, not just the one that differs.
 """
 
 from __future__ import annotations
@@ -21,6 +28,39 @@ class ObjectiveWeights:
     w_balance: float = 1.0
     w_anchor: float = 0.0
     softmin_temperature: float = 1.0
+    w_queries: float = 0.0
+
+
+@dataclass(frozen=True)
+class Query:
+    """One attribute's question: captions differing in it alone, and the indices of the wanted ones."""
+
+    options: tuple[str, ...]
+    want: tuple[int, ...]
+
+
+def parse_queries(raw, where: str) -> tuple[Query, ...]:
+    """A mix spec's ``queries`` (a list of {options: [captions], want: [indices]}), checked; one-line errors."""
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{where}: queries must be a non-empty list of {{options: [...], want: [...]}}")
+    out = []
+    for i, q in enumerate(raw):
+        options, want = (q.get("options"), q.get("want")) if isinstance(q, dict) else (None, None)
+        if not (isinstance(options, list) and len(options) >= 2 and all(isinstance(o, str) and o for o in options)):
+            raise ValueError(f"{where}: query {i} needs options: a list of at least two captions")
+        if not (isinstance(want, list) and want and all(isinstance(w, int) and 0 <= w < len(options) for w in want)):
+            raise ValueError(f"{where}: query {i} needs want: indices into its {len(options)} options")
+        out.append(Query(tuple(options), tuple(want)))
+    return tuple(out)
+
+
+def query_reward(scores: list[Tensor], queries: tuple[Query, ...], temperature: float = 1.0) -> Tensor:
+    """Q: the mean over queries of the mean log-softmax (scores / temperature) of the wanted options.
+
+    scores: per query, (len(options),) judge scores (100 x cosine) of one video against its options.
+    """
+    terms = [torch.log_softmax(s / temperature, dim=-1)[list(q.want)].mean() for s, q in zip(scores, queries)]
+    return torch.stack(terms).mean()
 
 
 def soft_min(x: Tensor, y: Tensor, temperature: float) -> Tensor:
@@ -29,9 +69,11 @@ def soft_min(x: Tensor, y: Tensor, temperature: float) -> Tensor:
 
 
 def objective_terms(s_a: Tensor, s_b: Tensor, s_guide: Tensor, alpha: Tensor, alpha_0: float,
-                    weights: ObjectiveWeights) -> dict[str, Tensor]:
-    """The objective and its terms (all scalars); see the module docstring."""
+                    weights: ObjectiveWeights, queries: Tensor | None = None) -> dict[str, Tensor]:
+    """The objective and its terms (all scalars); see the module docstring. ``queries``: Q (0 when None)."""
     balance = soft_min(s_a, s_b, weights.softmin_temperature)
     anchor = ((alpha - alpha_0) ** 2).mean()
-    total = weights.w_guide * s_guide + weights.w_balance * balance - weights.w_anchor * anchor
-    return {"objective": total, "clip_guide": s_guide, "clip_a": s_a, "clip_b": s_b, "balance": balance, "anchor": anchor}
+    q = torch.zeros_like(s_a) if queries is None else queries
+    total = weights.w_guide * s_guide + weights.w_balance * balance + weights.w_queries * q - weights.w_anchor * anchor
+    return {"objective": total, "clip_guide": s_guide, "clip_a": s_a, "clip_b": s_b, "balance": balance,
+            "queries": q, "anchor": anchor}

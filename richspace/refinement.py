@@ -19,6 +19,7 @@ custom strategy: the same ``--trainer`` flags work as for infer.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -29,14 +30,14 @@ import torch
 from torch import Tensor, nn
 
 from richspace.data import MixDataModule, MixItem
-from richspace.finder import interpolate
-from richspace.objective import ObjectiveWeights, objective_terms
+from richspace.conditioning import PARAMS, MixParams, mixed_embedding, offset_direction
+from richspace.objective import ObjectiveWeights, objective_terms, parse_queries, query_reward
 from richspace.runs import atomic_write, atomic_write_text
 from richspace.sampler import Sampler
 from richspace.video import to_uint8
 from richspace.weights import DTYPES, check_weights, resolve_weights
 
-TERMS = ("objective", "clip_guide", "clip_a", "clip_b", "balance", "anchor")
+TERMS = ("objective", "clip_guide", "clip_a", "clip_b", "balance", "queries", "anchor")
 
 
 # ---------------------------------------------------------------- a mix's state on disk
@@ -45,7 +46,7 @@ class RefineState:
     """One mix's refinement after ``step`` steps: all that is needed to continue it exactly."""
 
     alpha_0: float  # the closed-form start
-    coefficients: Tensor  # () or (L,) float64, after ``step`` steps
+    coefficients: Tensor  # (5,) theta (richspace.conditioning.PARAMS) or per-token alpha (L,), float64
     step: int = 0
     optimizer: dict = field(default_factory=dict)  # Adam's state_dict ({} before the first step)
     history: list[dict] = field(default_factory=list)  # per step: alpha, objective and its terms
@@ -84,16 +85,25 @@ class RefineDataModule(MixDataModule):
 
 
 # ---------------------------------------------------------------- module
+MODES = ("gradient", "search")
+RANGES = {"offset": (-3.0, 3.0), "w_mix": (0.0, 10.0), "w_a": (0.0, 10.0), "w_b": (0.0, 10.0)}
+
+
 class RefineModule(L.LightningModule):
-    """Frozen CogVideoX (through the sampler) and CLIP; one coefficient (or one per token) per mix, refined in
-    ``predict_step``."""
+    """Frozen CogVideoX (through the sampler) and judge; a mix's mixing parameters (richspace.conditioning), or one
+    coefficient per token, refined in ``predict_step`` by gradient ascent or by a gradient-free search."""
 
     def __init__(
         self,
         sampler: Sampler,
         clip: str = "tiny",
+        mode: str = "gradient",
+        params: list[str] | None = None,
+        start: dict[str, float] | None = None,
+        grid: dict[str, list[float]] | None = None,
+        noise_samples: int = 1,
         steps: int = 15,
-        grad_steps: int = 1,
+        grad_steps: int | None = None,
         decode_latent_frames: int | None = None,
         clip_frames: list[int] | None = None,
         per_token: bool = False,
@@ -103,31 +113,60 @@ class RefineModule(L.LightningModule):
         w_balance: float = 1.0,
         w_anchor: float = 0.0,
         softmin_temperature: float = 1.0,
+        w_queries: float = 0.0,
+        query_temperature: float = 1.0,
         autocast: str | None = None,
         frames_every_n_steps: int = 10,
     ) -> None:
         """
         Args:
             sampler: the frozen CogVideoX and refinement's own sampling settings (the config's ``sampler:``).
-            clip: CLIP of the objective: 'toy', 'tiny', a hub id or a local directory.
-            steps: Adam steps per mix (then the last coefficients are scored once more).
-            grad_steps: K, the last denoising steps run with gradients (1 <= K <= num_inference_steps).
-                K < T treats the earlier latents as constants: a truncated, biased gradient (cheap);
-                K = T is the exact gradient of the objective.
+            clip: the judge of the objective: 'toy', 'tiny', a hub id or a local directory (CLIP or X-CLIP).
+            mode: 'gradient' (Adam on the parameters, through the sampler) or 'search' (gradient-free: the
+                ``grid``, then a pattern search around the best; one sampling per evaluation, no backward).
+            params: the mixing parameters refined, from alpha, offset, w_mix, w_a, w_b (default: [alpha]).
+            start: starting values of the parameters other than alpha (alpha starts at the finder's); the
+                ones not refined keep them. Default: offset 0, w_mix = the sampler's guidance, w_a = w_b = 0.
+            grid: search mode: candidate values per refined parameter (default: alpha 0, 0.1, ..., 1); their
+                product is scored, the start first.
+            noise_samples: the objective is the mean over this many noises (the mix's seed, seed + 1, ...):
+                more than one fits the parameters to the mix rather than to one noise.
+            steps: gradient mode: Adam steps per mix (then the last parameters are scored once more);
+                search mode: evaluations after the grid.
+            grad_steps: K, the last denoising steps run with gradients (1 <= K <= num_inference_steps; None:
+                all, the exact gradient). K < T treats the earlier latents as constants: a truncated gradient
+                whose bias ``benchmarks/gradient_check.py`` measures.
             decode_latent_frames: decode only the first N latent frames (None: all).
-            clip_frames: indices of decoded frames CLIP scores (None: all decoded frames).
-            per_token: one coefficient per text position instead of one per mix.
-            alpha_range: [min, max] the coefficient is kept in; wider than [0, 1] extrapolates.
-            lr: Adam's learning rate on the coefficients.
-            w_guide, w_balance, w_anchor, softmin_temperature: the objective's weights (richspace.objective).
+            clip_frames: indices of decoded frames the judge scores (None: all decoded frames).
+            per_token: one alpha per text position instead of one per mix (gradient mode, params [alpha]).
+            alpha_range: [min, max] alpha is kept in; wider than [0, 1] extrapolates.
+            lr: Adam's learning rate.
+            w_guide, w_balance, w_anchor, softmin_temperature, w_queries, query_temperature: the objective's
+                weights (richspace.objective); w_queries scores each mix's ``queries`` (where it has them).
             autocast: None, or bfloat16 / float16 autocast for the gradient part.
             frames_every_n_steps: keep the frames every N steps of a mix for TensorBoard.
         """
         super().__init__()
         check_weights(clip, "CLIP")
         T = sampler.num_inference_steps
+        params = list(params or ["alpha"])
+        if mode not in MODES:
+            raise ValueError(f"model.mode must be one of {list(MODES)}; got {mode!r}")
+        unknown = [p for p in params if p not in PARAMS] + [p for p in (start or {}) if p not in PARAMS[1:]]
+        if unknown or not params or len(set(params)) != len(params):
+            raise ValueError(f"model.params must name distinct parameters of {list(PARAMS)} (model.start: of "
+                             f"{list(PARAMS[1:])}); got params {params}, start {sorted(start or {})}")
+        bad_grid = [p for p in (grid or {}) if p not in params or not grid[p]]
+        if bad_grid:
+            raise ValueError(f"model.grid gives values for {bad_grid}: a refined parameter (model.params) with a "
+                             "non-empty list each")
+        if per_token and (params != ["alpha"] or mode != "gradient"):
+            raise ValueError("model.per_token needs model.params [alpha] and model.mode gradient")
+        if noise_samples < 1:
+            raise ValueError(f"model.noise_samples must be >= 1; got {noise_samples}")
         if steps < 0:
             raise ValueError(f"model.steps must be >= 0; got {steps}")
+        grad_steps = T if grad_steps is None else grad_steps
         if not 1 <= grad_steps <= T:
             raise ValueError(f"model.grad_steps (K={grad_steps}) must lie in 1..sampler.num_inference_steps ({T})")
         latent_frames = sampler.latent_frames
@@ -145,9 +184,20 @@ class RefineModule(L.LightningModule):
         if frames_every_n_steps < 1:
             raise ValueError(f"model.frames_every_n_steps must be >= 1; got {frames_every_n_steps}")
         self.save_hyperparameters(ignore=["sampler"])
+        self.hparams.grad_steps = grad_steps
+        self.hparams.params = params
         self.allow_zero_length_dataloader_with_multiple_devices = True  # more ranks than unfinished mixes
         object.__setattr__(self, "sampler", sampler)  # not a submodule: Lightning must not move, wrap or save it
-        self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature)
+        self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature, w_queries)
+        rest = {"offset": 0.0, "w_mix": sampler.guidance_scale, "w_a": 0.0, "w_b": 0.0} | dict(start or {})
+        self.rest = torch.tensor([rest[p] for p in PARAMS[1:]], dtype=torch.float64)  # offset, w_mix, w_a, w_b
+        self.learned = torch.tensor([p in params for p in PARAMS])  # (5,) which entries of theta move
+        # Sampled as the pipeline samples (one text at the guidance scale) unless a weight moves or differs.
+        self.composed = bool(self.learned[2:].any()) or bool((self.rest[1:] != torch.tensor(
+            [sampler.guidance_scale, 0.0, 0.0], dtype=torch.float64)).any())
+        low = [alpha_range[0], *(RANGES[p][0] for p in PARAMS[1:])]
+        high = [alpha_range[1], *(RANGES[p][1] for p in PARAMS[1:])]
+        self.low, self.high = torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
         self._text_cache: dict[tuple[str, ...], Tensor] = {}
         self.judge = None
 
@@ -171,75 +221,202 @@ class RefineModule(L.LightningModule):
                 self._text_cache[texts] = self.judge.text_features(texts)
         return self._text_cache[texts]
 
-    def objective(self, item: MixItem, alpha: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """The objective at coefficient alpha for a mix (its noise fixed), and the frames CLIP saw."""
+    def theta(self, coefficients: Tensor) -> tuple[Tensor, Tensor]:
+        """(alpha, theta): alpha () or (L,), theta (5,) in PARAMS order (its alpha the mean), from a mix's
+        coefficients: (5,) theta itself, or alpha alone (() or per token (L,)) with the start's other values."""
+        if coefficients.dim() == 1 and coefficients.shape[0] == len(PARAMS) and not self.hparams.per_token:
+            return coefficients[0], coefficients
+        rest = self.rest.to(coefficients.device, coefficients.dtype)
+        return coefficients, torch.cat([coefficients.mean()[None], rest])
+
+    def objective(self, item: MixItem, coefficients: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The objective of a mix's coefficients (see ``theta``), its noise fixed: the mean over
+        ``noise_samples`` noises of its terms; and the frames the judge saw for the first noise."""
         hp, device = self.hparams, self.sampler.device
-        embeds = interpolate(item.e_a.to(device).double(), item.e_b.to(device).double(), alpha)
+        alpha, theta = self.theta(coefficients.to(device))
+        e_a, e_b = item.e_a.to(device).double(), item.e_b.to(device).double()
+        mixed = mixed_embedding(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()), alpha,
+                                theta[1])
+        if self.composed:
+            texts, weights = torch.stack([mixed, e_a, e_b]), theta[2:5]
+            keep = self.learned[2:].to(device) | (weights.detach() != 0)  # a fixed zero weight: no pass for it
+            texts, weights = texts[keep], weights[keep]
+        else:
+            texts, weights = mixed, None
         autocast = (torch.autocast(device.type, dtype=DTYPES[hp.autocast]) if hp.autocast
                     else contextlib.nullcontext())
-        with autocast:
-            frames = self.sampler.sample(embeds, item.negative, item.seed, hp.grad_steps, hp.decode_latent_frames)
-            frames = frames.float()
-            if hp.clip_frames is not None:
-                frames = frames[hp.clip_frames]
-            video = self.judge.video_features(frames)
+        runs, first = [], None
+        for j in range(hp.noise_samples):
+            with autocast:
+                frames = self.sampler.sample(texts, item.negative, item.seed + j, hp.grad_steps,
+                                             hp.decode_latent_frames, weights).float()
+                if hp.clip_frames is not None:
+                    frames = frames[hp.clip_frames]
+                video = self.judge.video_features(frames)
+            runs.append(self.terms(item, video, theta[0]))
+            first = frames if first is None else first
+        return {k: torch.stack([r[k] for r in runs]).mean() for k in runs[0]}, first
+
+    def terms(self, item: MixItem, video: Tensor, alpha: Tensor) -> dict[str, Tensor]:
+        """The objective's terms for one video's judge feature."""
         texts = self.text_features((item.texts.a, item.texts.b, item.texts.guide))
         s_a, s_b, s_g = 100 * texts @ video
-        return objective_terms(s_a, s_b, s_g, alpha, item.alpha, self.weights), frames
+        q = None
+        if self.weights.w_queries and "queries" in item.meta:
+            queries = parse_queries(item.meta["queries"], item.id)
+            scores = [100 * self.text_features(query.options) @ video for query in queries]
+            q = query_reward(scores, queries, self.hparams.query_temperature)
+        return objective_terms(s_a, s_b, s_g, alpha, item.alpha, self.weights, q)
 
     # -------------------------------------------------------------- one mix, start to end
     def start(self, item: MixItem) -> RefineState:
-        coefficients = torch.full((self.sampler.max_sequence_length,), item.alpha) if self.hparams.per_token \
-            else torch.tensor(item.alpha)
-        return RefineState(alpha_0=item.alpha, coefficients=coefficients.double())
+        if self.hparams.per_token:
+            coefficients = torch.full((self.sampler.max_sequence_length,), item.alpha, dtype=torch.float64)
+        else:
+            coefficients = torch.cat([torch.tensor([item.alpha], dtype=torch.float64), self.rest])
+        return RefineState(alpha_0=item.alpha, coefficients=coefficients)
 
     def predict_step(self, item: MixItem, batch_idx: int = 0) -> None:
         self.refine(item, state_path(self.trainer.datamodule.run_dir, item.id))
 
     def refine(self, item: MixItem, path: Path) -> RefineState:
         """Refines one mix to the end, writing its state to ``path`` after every step (a restart continues from it)."""
+        if self.hparams.mode == "search":
+            return self.search(item, path)
         hp = self.hparams
         state = load_state(path) or self.start(item)
-        alpha = nn.Parameter(state.coefficients.clone().to(self.sampler.device))
-        optimizer = torch.optim.Adam([alpha], lr=hp.lr)
+        theta = nn.Parameter(state.coefficients.clone().to(self.sampler.device))
+        mask = torch.ones_like(theta) if hp.per_token else self.learned.to(theta.device, theta.dtype)
+        low, high = ((self.low[0], self.high[0]) if hp.per_token
+                     else (self.low.to(theta.device), self.high.to(theta.device)))
+        optimizer = torch.optim.Adam([theta], lr=hp.lr)
         if state.optimizer:
             optimizer.load_state_dict(state.optimizer)
         with torch.inference_mode(False), torch.enable_grad():
             while state.step < hp.steps:
-                terms, frames = self.objective(item, alpha)
+                terms, frames = self.objective(item, theta)
                 optimizer.zero_grad()
                 (-terms["objective"]).backward()
-                self.remember(state, terms, alpha, frames)
+                theta.grad.mul_(mask)  # fixed parameters get no gradient: Adam leaves them exactly as they are
+                self.remember(state, terms, theta, frames)
                 optimizer.step()
                 with torch.no_grad():
-                    alpha.clamp_(*hp.alpha_range)  # projected gradient ascent
+                    theta.copy_(torch.clamp(theta, low, high))  # projected gradient ascent
                 state.step += 1
-                state.coefficients, state.optimizer = alpha.detach().cpu().clone(), optimizer.state_dict()
+                state.coefficients, state.optimizer = theta.detach().cpu().clone(), optimizer.state_dict()
                 save_state(path, state)
         if not state.done:  # the last coefficients, scored once more
             with torch.no_grad():
-                terms, frames = self.objective(item, alpha.detach())
-            self.remember(state, terms, alpha, frames, final=True)
+                terms, frames = self.objective(item, theta.detach())
+            self.remember(state, terms, theta, frames, final=True)
             state.done = True
             save_state(path, state)
         return state
 
-    def remember(self, state: RefineState, terms: dict, alpha: Tensor, frames: Tensor, final: bool = False) -> None:
-        """Appends a step to the history, keeps the best iterate (the closed-form start is the first) and frames."""
+    def candidates(self, start: Tensor) -> list[Tensor]:
+        """Search mode's grid: the start first, then the product of the refined parameters' values."""
+        grid = {"alpha": [i / 10 for i in range(11)]} | dict(self.hparams.grid or {})
+        axes = [grid.get(p, [float(start[i])]) if self.learned[i] else [float(start[i])] for i, p in enumerate(PARAMS)]
+        out = [start]
+        for values in itertools.product(*axes):
+            theta = torch.clamp(torch.tensor(values, dtype=torch.float64), self.low, self.high)
+            if not any(torch.equal(theta, c) for c in out):
+                out.append(theta)
+        return out
+
+    def search(self, item: MixItem, path: Path) -> RefineState:
+        """Gradient-free: every grid candidate, then ``steps`` evaluations of a pattern search (each refined
+        parameter moved up or down by its step from the best; steps halve when no move improves). Each
+        evaluation is saved; a restart replays the same sequence from the saved evaluations."""
+        hp = self.hparams
+        state = load_state(path) or self.start(item)
+        seen = {tuple(h["theta"]): h for h in state.history}
+
+        def evaluate(theta: Tensor) -> float:
+            key = tuple(theta.tolist())
+            if key not in seen:
+                with torch.no_grad():
+                    terms, frames = self.objective(item, theta)
+                self.remember(state, terms, theta, frames)
+                state.step, state.coefficients = len(state.history), theta.clone()
+                seen[key] = state.history[-1]
+                save_state(path, state)
+            return seen[key]["objective"]
+
+        start = self.start(item).coefficients
+        for theta in self.candidates(start):
+            evaluate(theta)
+        grid = {"alpha": [i / 10 for i in range(11)]} | dict(hp.grid or {})
+        step = torch.tensor([_spacing(grid.get(p, []), self.high[i] - self.low[i]) for i, p in enumerate(PARAMS)],
+                            dtype=torch.float64) * self.learned
+        moves = 0
+        while moves < hp.steps and step.abs().max() > 1e-4:
+            best = state.best["coefficients"].double()
+            improved = False
+            for i in torch.nonzero(self.learned).flatten().tolist():
+                for sign in (1.0, -1.0):
+                    if moves >= hp.steps:
+                        break
+                    theta = best.clone()
+                    theta[i] = theta[i] + sign * step[i]
+                    theta = torch.clamp(theta, self.low, self.high)
+                    if torch.equal(theta, best) or tuple(theta.tolist()) in seen:
+                        continue
+                    moves += 1
+                    if evaluate(theta) > seen[tuple(best.tolist())]["objective"]:
+                        improved = True
+                        break
+                if improved:
+                    break
+            if not improved:
+                step = step / 2
+        state.done = True
+        save_state(path, state)
+        return state
+
+    def remember(self, state: RefineState, terms: dict, theta: Tensor, frames: Tensor, final: bool = False) -> None:
+        """Appends a step to the history (parameters and terms), keeps the best iterate (the start is the first)
+        and frames: the start's, the best's, the last's and, in gradient mode, every N steps'."""
         step = len(state.history)
         values = {k: float(v.detach()) for k, v in terms.items()}
-        entry = {"step": step, "alpha": float(alpha.detach().mean()), **values}
+        alpha, full = self.theta(theta.detach().cpu())
+        entry = {"step": step, **{p: float(full[i]) for i, p in enumerate(PARAMS)}, **values}
+        if self.hparams.mode == "search":
+            entry["theta"] = theta.detach().cpu().tolist()
         state.history.append(entry | {"final": True} if final else entry)
-        if not state.best or values["objective"] > state.best["objective"]:
-            state.best = {"objective": values["objective"], "coefficients": alpha.detach().cpu().clone(), "step": step}
-        if final or step % self.hparams.frames_every_n_steps == 0:
+        better = not state.best or values["objective"] > state.best["objective"]
+        if better:
+            old = state.best.get("step")
+            if old is not None and not self._snapshot(old, state.history[old].get("final", False)):
+                state.frames.pop(old, None)  # the previous best's frames, kept only while it was the best
+            state.best = {"objective": values["objective"], "coefficients": theta.detach().cpu().clone(), "step": step}
+        if better or self._snapshot(step, final):
             state.frames[step] = to_uint8(frames.detach().float().cpu())
+
+    def _snapshot(self, step: int, final: bool) -> bool:
+        """Frames kept whatever the objective: the start's, the last's, and every N steps' in gradient mode."""
+        return step == 0 or final or (self.hparams.mode == "gradient" and step % self.hparams.frames_every_n_steps == 0)
+
+    def params_of(self, coefficients: Tensor) -> MixParams:
+        """A result's mixing parameters (w_mix None where it is the sampler's guidance and not refined)."""
+        _, theta = self.theta(coefficients.double())
+        params = MixParams.from_vector(theta)
+        if not self.composed:
+            params = MixParams(params.alpha, params.offset)
+        return params
+
+
+def _spacing(values: list[float], span: Tensor) -> float:
+    """Half the smallest gap of a parameter's grid (a quarter of its range without one): the search's first step."""
+    gaps = [b - a for a, b in zip(sorted(values), sorted(values)[1:]) if b > a]
+    return min(gaps) / 2 if gaps else float(span) / 4
 
 
 # ---------------------------------------------------------------- the result, merged from disk
-def finish_refinement(run_dir: Path, data: MixDataModule, per_token: bool, logger=None) -> Path:
+def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, logger=None) -> Path:
     """refinement.json (and per-token coefficients as safetensors), written atomically from every mix's saved
-    state; TensorBoard gets each mix's trajectory, frames and closed-form curve. infer.py reads it (alpha_from).
+    state; TensorBoard gets each mix's parameter trajectories, reward terms, frames before and after, and the
+    closed-form curve. infer.py reads it (alpha_from).
 
     The refined coefficients are the best iterate seen (the closed-form start is one), so the
     objective after is never below the objective before.
@@ -253,16 +430,18 @@ def finish_refinement(run_dir: Path, data: MixDataModule, per_token: bool, logge
             raise RuntimeError(f"mix {mix_id} has no finished refinement in {run_dir}; run again to finish it")
         states[mix_id] = state
         chosen = state.best["coefficients"]
+        params = module.params_of(chosen)
         entry = {
-            "alpha": float(chosen.mean()),
+            "alpha": params.alpha,
+            "params": params.to_dict(),
             "alpha_closed_form": state.alpha_0,
             "objective_before": state.history[0]["objective"],
             "objective_after": state.best["objective"],
             "best_step": state.best["step"],
-            "alpha_last": float(state.coefficients.mean()),
+            "alpha_last": float(module.theta(state.coefficients)[1][0]),
             "trajectory": state.history,
         }
-        if per_token:
+        if module.hparams.per_token:
             name = f"coefficients/{mix_id}.safetensors"
             atomic_write(run_dir / name, lambda tmp, v=chosen: save_file({"alpha": v.float().contiguous()}, tmp))
             entry["coefficients"] = name
@@ -271,24 +450,28 @@ def finish_refinement(run_dir: Path, data: MixDataModule, per_token: bool, logge
     atomic_write_text(path, json.dumps({"version": 1, "mixes": mixes}, indent=1) + "\n")
     writer = getattr(logger, "experiment", None)
     if writer is not None and hasattr(writer, "add_scalar"):
-        log_refinement(writer, data, states)
+        log_refinement(writer, data, states, module.hparams.params)
     print(f"refinement of {len(mixes)} mixes written to {path}")
     for mix_id, e in mixes.items():
-        print(f"  {mix_id}: alpha {e['alpha_closed_form']:.3f} -> {e['alpha']:.3f}, "
+        moved = ", ".join(f"{p} {e['params'][p]:.3f}" for p in module.hparams.params if p != "alpha")
+        print(f"  {mix_id}: alpha {e['alpha_closed_form']:.3f} -> {e['alpha']:.3f}{', ' + moved if moved else ''}, "
               f"objective {e['objective_before']:.3f} -> {e['objective_after']:.3f}")
     return path
 
 
-def log_refinement(writer, data: MixDataModule, states: dict[str, RefineState]) -> None:
+def log_refinement(writer, data: MixDataModule, states: dict[str, RefineState], params: list[str]) -> None:
     from richspace.writer import curve_figure
 
     curves = {item.id: item for item in data.items}
     for mix_id, state in states.items():
         for s in state.history:
-            for name in ("alpha", *TERMS):
+            for name in (*dict.fromkeys(["alpha", *params]), *TERMS):
                 writer.add_scalar(f"refine/{mix_id}/{name}", s[name], s["step"])
         for step, frames in sorted(state.frames.items()):
             writer.add_images(f"refine/{mix_id}/frames", frames, step)
+        before, after = state.frames.get(0), state.frames.get(state.best["step"])
+        if before is not None and after is not None:  # the start's frames above the chosen parameters'
+            writer.add_images(f"refine/{mix_id}/before_after", torch.cat([before, after]), 0)
         if mix_id in curves:  # mixes refined in this run: the closed-form curve, for reference
             item = curves[mix_id]
             writer.add_figure(f"refine/{mix_id}/closed_form_curve",

@@ -196,8 +196,14 @@ class Sampler:
         return embeds[None].to(device=self.device, dtype=self.pipe.transformer.dtype)
 
     @torch.no_grad()
-    def generate(self, embeds: Tensor, negative: Tensor, seed: int) -> Tensor:
-        """One video, (F, 3, H, W) uint8 on the CPU, from (L, d) embeddings; the noise from a CPU generator."""
+    def generate(self, embeds: Tensor, negative: Tensor, seed: int, weights: Tensor | None = None) -> Tensor:
+        """One video, (F, 3, H, W) uint8 on the CPU, from (L, d) embeddings; the noise from a CPU generator.
+
+        With ``weights``, ``embeds`` is (n, L, d) and the conditions are composed (``sample``'s
+        composition, through its loop: compile and cache hooks do not apply).
+        """
+        if weights is not None:
+            return to_uint8(self.sample(embeds, negative, seed, 0, None, weights)).cpu()
         with self._generation_transformer():
             out = self.pipe(
                 prompt_embeds=self._place(embeds),
@@ -215,20 +221,33 @@ class Sampler:
 
     # ------------------------------------------------------------------ the differentiable path
     def sample(
-        self, embeds: Tensor, negative: Tensor, seed: int, grad_steps: int = 0, latent_frames: int | None = None
+        self, embeds: Tensor, negative: Tensor, seed: int, grad_steps: int = 0, latent_frames: int | None = None,
+        weights: Tensor | None = None,
     ) -> Tensor:
         """(F, 3, H, W) float frames in [0, 1] of the video ``generate`` makes, before uint8.
 
-        The last ``grad_steps`` denoising steps and the decode carry gradients to ``embeds``;
-        the earlier steps run under no_grad (their latents are constants: a truncated gradient
-        when ``grad_steps`` < T). ``latent_frames`` decodes only the first N latent frames.
+        The last ``grad_steps`` denoising steps and the decode carry gradients to ``embeds``
+        (and ``weights``); the earlier steps run under no_grad (their latents are constants: a
+        truncated gradient when ``grad_steps`` < T). ``latent_frames`` decodes only the first N
+        latent frames.
+
+        Composition: with ``embeds`` (n, L, d) and ``weights`` (n,), each step's noise prediction
+        is u + sum_i w_i (c_i - u), u the prediction for ``negative`` and c_i for ``embeds[i]``
+        (composable classifier-free guidance; n = 1, w = guidance_scale is the pipeline's own).
         """
         pipe, device = self.pipe, self.device
         T = self.num_inference_steps
         if not 0 <= grad_steps <= T:
             raise ValueError(f"grad_steps must lie in 0..{T}; got {grad_steps}")
         dtype = pipe.transformer.dtype
-        cfg = self.guidance_scale > 1.0
+        if weights is not None:
+            if embeds.dim() != 3 or weights.shape != (embeds.shape[0],):
+                raise ValueError(f"composition needs embeds (n, L, d) and weights (n,); got {tuple(embeds.shape)} "
+                                 f"and {tuple(weights.shape)}")
+        cfg = weights is not None or self.guidance_scale > 1.0
+        if weights is None:
+            weights = torch.tensor([self.guidance_scale], dtype=torch.float64) if cfg else None
+            embeds = embeds[None]
         generator = torch.Generator("cpu").manual_seed(seed)
         with self._without_cache():
             # 1. Timesteps and initial noise, as CogVideoXPipeline.__call__ steps 4-5
@@ -241,13 +260,15 @@ class Sampler:
                 pipe._prepare_rotary_positional_embeddings(self.height, self.width, latents.size(1), device)
                 if pipe.transformer.config.use_rotary_positional_embeddings else None
             )
-            cond = embeds[None].to(device=device, dtype=dtype)
+            cond = embeds.to(device=device, dtype=dtype)
             context = torch.cat([negative[None].to(device=device, dtype=dtype), cond]) if cfg else cond
+            weights = weights.to(device) if cfg else None
             # 2. The denoising loop: the first T - K steps without gradients, the last K with
             state = None  # the DPM solver's previous x0 estimate (unused by DDIM)
             for i, t in enumerate(timesteps):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and i >= T - grad_steps):
-                    latents, state = self._step(latents, context, t, i, timesteps, rotary, step_kwargs, state)
+                    latents, state = self._step(latents, context, weights, t, i, timesteps, rotary, step_kwargs,
+                                                 state)
             # 3. Decode (a subset of latent frames), as the pipeline's decode_latents and video_processor
             if latent_frames is not None:
                 latents = latents[:, :latent_frames]
@@ -255,20 +276,23 @@ class Sampler:
                 video = pipe.video_processor.postprocess_video(pipe.decode_latents(latents), output_type="pt")
         return video[0]
 
-    def _step(self, latents, context, t, i, timesteps, rotary, step_kwargs, state):
-        """One denoising step; follows the body of CogVideoXPipeline.__call__'s step 8 (diffusers 0.42)."""
+    def _step(self, latents, context, weights, t, i, timesteps, rotary, step_kwargs, state):
+        """One denoising step; follows the body of CogVideoXPipeline.__call__'s step 8 (diffusers 0.42), with
+        the guidance generalised to a weighted sum over conditions (``weights`` None: no guidance)."""
         from diffusers import CogVideoXDPMScheduler
 
         pipe = self.pipe
-        cfg = context.shape[0] == 2
-        model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
+        model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * context.shape[0]), t)
         noise_pred = pipe.transformer(
             hidden_states=model_input, encoder_hidden_states=context, timestep=t.expand(model_input.shape[0]),
             image_rotary_emb=rotary, return_dict=False,
         )[0].float()
-        if cfg:
-            uncond, text = noise_pred.chunk(2)
-            noise_pred = uncond + self.guidance_scale * (text - uncond)
+        if weights is not None:
+            uncond, text = noise_pred[:1], noise_pred[1:]
+            if len(text) == 1 and not weights.requires_grad:  # the pipeline's own expression, bit for bit
+                noise_pred = uncond + float(weights[0]) * (text - uncond)
+            else:
+                noise_pred = uncond + (weights.view(-1, *[1] * (text.dim() - 1)) * (text - uncond)).sum(0, keepdim=True)
         if isinstance(pipe.scheduler, CogVideoXDPMScheduler):
             previous = timesteps[i - 1] if i > 0 else None
             latents, state = pipe.scheduler.step(noise_pred, state, t, previous, latents, **step_kwargs,

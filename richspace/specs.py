@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from richspace.objective import parse_queries
+
 PROMPT_KEYS = ("a", "b", "guide")
 
 
@@ -66,6 +68,11 @@ def parse_specs(entries: Any, source: str = "<specs>") -> list[MixSpec]:
             if not isinstance(value, str) or not value.strip():
                 raise SpecError(f"{where}: prompt '{key}' is empty or not a string; write the prompt as text")
         meta = {k: v for k, v in entry.items() if k not in ("id", "base", *PROMPT_KEYS)}
+        if "queries" in meta:  # the per-attribute reward's questions (richspace.objective)
+            try:
+                parse_queries(meta["queries"], where)
+            except ValueError as e:
+                raise SpecError(str(e)) from None
         specs[mix_id] = MixSpec(id=mix_id, a=entry.get("a"), b=entry["b"], guide=entry["guide"], base=base, meta=meta)
 
     for spec in specs.values():

@@ -17,6 +17,12 @@ line up word by word (the guide of a diagonal adds "and <direction>"):
 - ``chain``: three concepts: a ``hue`` base mix and a striped B; the base's found embedding
   takes the place of A (the paper's Section 5). It travels with its base into the same split.
 
+Each mix also carries ``queries``, the per-attribute reward's questions (richspace.objective):
+per attribute, the captions that differ in it alone (over the judge's vocabulary), and the
+wanted ones: the guide's word where the judge knows it (striped, triangle, a seen colour),
+else A's and B's words both (orange is unknown to it: red and yellow, balanced). They are
+written from the prompts' words, never from ``expect``.
+
 Which mixes the guide fails on is not written here: the benchmark measures it.
 The other attributes (shape, pattern, direction, colour) are drawn at random from a fixed
 seed, avoiding the held-out pair. Mixes are split into dev and test by a seeded shuffle within
@@ -61,13 +67,28 @@ def _shape_pattern(rng: np.random.Generator) -> tuple[str, str]:
             return shape, pattern
 
 
+def queries(colours, patterns, shapes, directions) -> list[dict]:
+    """Per attribute, the captions differing in it alone and the indices of the wanted values (each argument: the
+    wanted values of one attribute); the other attributes of each caption are their first wanted values."""
+    wanted = {"colour": list(colours), "pattern": list(patterns), "shape": list(shapes), "direction": list(directions)}
+    values = {"colour": list(world.COLOURS), "pattern": list(world.PATTERNS), "shape": list(world.SHAPES),
+              "direction": list(world.DIRECTIONS)}
+    context = {k: v[0] for k, v in wanted.items()}
+    out = []
+    for attribute, options in values.items():
+        captions = [text(**(context | {attribute: value})) for value in options]
+        out.append({"options": captions, "want": [options.index(v) for v in wanted[attribute]]})
+    return out
+
+
 def hue_mix(rng, n: int, pair: tuple[str, str]) -> dict:
     c1, c2 = pair
     shape, pattern = _shape_pattern(rng)
     direction = _pick(rng, world.DIRECTIONS)
     return {"id": f"hue-{c1}-{c2}-{n}", "kind": "hue", "a": text(c1, pattern, shape, direction),
             "b": text(c2, pattern, shape, direction), "guide": text(world.MIX_COLOURS[pair], pattern, shape, direction),
-            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction}}
+            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction},
+            "queries": queries([c1, c2], [pattern], [shape], [direction])}
 
 
 def diagonal_mix(rng, n: int, pair: tuple[str, str]) -> dict:
@@ -75,7 +96,8 @@ def diagonal_mix(rng, n: int, pair: tuple[str, str]) -> dict:
     colour, (shape, pattern) = _pick(rng, world.COLOURS), _shape_pattern(rng)
     return {"id": f"diagonal-{d1}-{d2}-{n}", "kind": "diagonal", "a": text(colour, pattern, shape, d1),
             "b": text(colour, pattern, shape, d2), "guide": text(colour, pattern, shape, d1) + f" and {d2}",
-            "expect": {"colour": colour, "shape": shape, "pattern": pattern, "direction_between": [d1, d2]}}
+            "expect": {"colour": colour, "shape": shape, "pattern": pattern, "direction_between": [d1, d2]},
+            "queries": queries([colour], [pattern], [shape], [d1, d2])}
 
 
 def stripes_mix(rng, n: int) -> dict:
@@ -83,7 +105,8 @@ def stripes_mix(rng, n: int) -> dict:
     other = _pick(rng, ("square", "circle"))
     return {"id": f"stripes-triangle-{n}", "kind": "stripes", "a": text(colour, "plain", "triangle", direction),
             "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", "triangle", direction),
-            "expect": {"colour": colour, "shape": "triangle", "pattern": "striped", "direction": direction}}
+            "expect": {"colour": colour, "shape": "triangle", "pattern": "striped", "direction": direction},
+            "queries": queries([colour], ["striped"], ["triangle"], [direction])}
 
 
 def seen_mix(rng, n: int) -> dict:
@@ -95,12 +118,14 @@ def seen_mix(rng, n: int) -> dict:
         shape, pattern = _shape_pattern(rng)
         return {"id": f"seen-hue-{c1}-{c2}-{n}", "kind": "seen", "a": text(c1, pattern, shape, direction),
                 "b": text(c2, pattern, shape, direction), "guide": text(mid, pattern, shape, direction),
-                "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction}}
+                "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction},
+                "queries": queries([mid], [pattern], [shape], [direction])}
     colour, shape = _pick(rng, world.COLOURS), _pick(rng, ("square", "circle"))  # stripes on a seen shape
     other = "circle" if shape == "square" else "square"
     return {"id": f"seen-stripes-{shape}-{n}", "kind": "seen", "a": text(colour, "plain", shape, direction),
             "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", shape, direction),
-            "expect": {"colour": colour, "shape": shape, "pattern": "striped", "direction": direction}}
+            "expect": {"colour": colour, "shape": shape, "pattern": "striped", "direction": direction},
+            "queries": queries([colour], ["striped"], [shape], [direction])}
 
 
 def chain_mixes(rng, n: int, pair: tuple[str, str]) -> list[dict]:
@@ -109,11 +134,13 @@ def chain_mixes(rng, n: int, pair: tuple[str, str]) -> list[dict]:
     shape, direction = _pick(rng, ("square", "circle")), _pick(rng, world.DIRECTIONS)
     base = {"id": f"chain-base-{c1}-{c2}-{n}", "kind": "chain-base", "a": text(c1, "plain", shape, direction),
             "b": text(c2, "plain", shape, direction), "guide": text(world.MIX_COLOURS[pair], "plain", shape, direction),
-            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "plain", "direction": direction}}
+            "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "plain", "direction": direction},
+            "queries": queries([c1, c2], ["plain"], [shape], [direction])}
     chain = {"id": f"chain-{c1}-{c2}-striped-{n}", "kind": "chain", "base": base["id"],
              "b": text(c1, "striped", shape, direction),
              "guide": text(world.MIX_COLOURS[pair], "striped", shape, direction),
-             "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "striped", "direction": direction}}
+             "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "striped", "direction": direction},
+             "queries": queries([c1, c2], ["striped"], [shape], [direction])}
     return [base, chain]
 
 

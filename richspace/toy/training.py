@@ -15,10 +15,14 @@ build resumes at the stage it was in):
    trained together on v-prediction, as diffusers' CogVideoX fine-tuning example, with the
    pipeline's text handling (padded to the max length, no attention mask), 10% empty
    captions for classifier-free guidance, and an EMA of the weights.
-4. ``clip``: the toy judge, a CLIPModel whose vision tower takes CLIP_FRAMES evenly spaced
+4. ``generated``: the trained pipeline draws videos from the first ``generated`` pool
+   captions (training combinations only) at the toy config's settings; each is kept where
+   its pixel readout agrees with its caption in every attribute. The judge thus sees what
+   the generator really draws, labelled by pixel facts, never by the generator's intent.
+5. ``clip``: the toy judge, a CLIPModel whose vision tower takes CLIP_FRAMES evenly spaced
    frames stacked on the channel axis (so it sees motion: richspace.videotext), trained
-   contrastively on clips and captions. Clips come rendered, reconstructed, and decoded from
-   latents off by up to one latent std: mottled, as generated videos are.
+   contrastively on clips and captions. Clips come rendered, reconstructed, decoded from
+   latents off by up to one latent std (mottled), and generated (stage 4).
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -63,6 +67,9 @@ class BuildConfig:
     denoiser_lr: float = 1e-3
     ema_decay: float = 0.995
     caption_dropout: float = 0.1
+    generated: int = 1500  # generated training videos for the judge (pool captions, readout-checked)
+    generated_steps: int = 50  # the toy config's sampling settings (configs/toy.yaml)
+    generated_guidance: float = 3.0
     clip_steps: int = 1500
     clip_batch: int = 128
     clip_lr: float = 2e-3
@@ -286,10 +293,11 @@ class CLIPModule(L.LightningModule):
     captions that differ in that attribute alone: the choice the quality floor's ranking makes.
     """
 
-    def __init__(self, videos: Tensor, recons: Tensor, rough: Tensor, truth: list[world.Attributes], steps: int,
-                 lr: float):
+    def __init__(self, views: Tensor, truth: list[world.Attributes], steps: int, lr: float):
+        """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, ...), each
+        showing ``truth[n]``."""
         super().__init__()
-        self.views = torch.stack([videos, recons, rough])  # (3, N, F, 3, H, W): rendered, reconstructed, mottled
+        self.views = views
         self.steps, self.lr = steps, lr
         self.clip, self.tokenizer = build_clip()
         combos = world.training_combinations()
@@ -329,6 +337,25 @@ class CLIPModule(L.LightningModule):
 
     def configure_optimizers(self):
         return _adamw(self.clip.parameters(), self.lr, self.steps)
+
+
+def generate_pool(pipeline: Path, captions: list[str], truth: list[world.Attributes], cfg: BuildConfig,
+                  batch: int = 32) -> tuple[Tensor, Tensor]:
+    """(N, F, 3, H, W) uint8 videos the trained pipeline draws from ``captions`` (seed ``cfg.seed`` * 10**6 + i:
+    no evaluation seed), and (N,) bool: whether each one's readout agrees with its caption's attributes."""
+    from richspace.encoding import PromptEncoder
+    from richspace.sampler import Sampler
+
+    pipe = Sampler(str(pipeline), "float32", num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
+    encoder = PromptEncoder(pipeline, "", TEXT_LEN)
+    seeds = [cfg.seed * 10**6 + 10**5 + i for i in range(len(captions))]
+    made = evaluate.generate_captions(pipe, encoder, captions, seeds, cfg.generated_steps, cfg.generated_guidance,
+                                      TEXT_LEN, batch=batch)
+    kept = []
+    for video, attrs in zip(made, truth):
+        read = world.readout(video.numpy())
+        kept.append(all(read.get(a) == getattr(attrs, a) for a in evaluate.ATTRIBUTES))
+    return torch.stack(made), torch.tensor(kept)
 
 
 # ---- the build ----------------------------------------------------------------------------------
@@ -429,10 +456,20 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         pipe.save_pretrained(out / "cogvideox")
         _mark(out, "denoiser", time.time() - start)
 
+    if not _done(out, "generated"):
+        start = time.time()
+        generated, kept = generate_pool(out / "cogvideox", captions[: cfg.generated], truth[: cfg.generated], cfg)
+        save_file({"videos": generated.contiguous(), "kept": kept}, out / "generated.safetensors")
+        _mark(out, "generated", time.time() - start, videos=len(kept), kept=round(float(kept.float().mean()), 3))
+
     if not _done(out, "clip"):
         start = time.time()
         L.seed_everything(cfg.seed, verbose=False)
-        module = CLIPModule(videos, cached["recons"], cached["rough"], truth, cfg.clip_steps, cfg.clip_lr)
+        made = load_file(out / "generated.safetensors")
+        drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
+        drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
+        views = torch.stack([videos, cached["recons"], cached["rough"], drawn])
+        module = CLIPModule(views, truth, cfg.clip_steps, cfg.clip_lr)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},
