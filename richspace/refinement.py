@@ -447,7 +447,7 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
             entry["coefficients"] = name
         mixes[mix_id] = entry
     path = run_dir / "refinement.json"
-    atomic_write_text(path, json.dumps({"version": 1, "mixes": mixes}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"version": 1, "params": module.hparams.params, "mixes": mixes}, indent=1) + "\n")
     writer = getattr(logger, "experiment", None)
     if writer is not None and hasattr(writer, "add_scalar"):
         log_refinement(writer, data, states, module.hparams.params)
