@@ -8,11 +8,14 @@
 Inputs are fixed in benchmarks/toy_mixing.yaml. The run is the project's own commands, each
 resumable (an interrupted benchmark continues where it stopped):
 
-1. ``train.py`` refines every mix's coefficient on the fit seed's noise, a seed never scored;
+1. ``train.py`` refines every mix's parameters on the fit seed's noise, a seed never scored
+   (``refined``); on the development mixes too, where ``python -m richspace.learned`` fits the
+   predictor of ``learned`` on the refined parameters (the test set's mixes it never sees);
 2. ``infer.py`` on the label seeds (never scored): the guide's success there is the measured
    "guide fails" label (it fails when it succeeds on fewer than half of them);
-3. ``infer.py`` on each scored seed: every method (refined through ``--data.alpha_from``) and
-   the sweep, videos at evenly spaced alphas on the line from A to B.
+3. ``infer.py`` on each scored seed: every method (guide, average, finder, untuned compose,
+   refined through ``--data.alpha_from``, learned through ``--data.learned_from``) and the
+   sweep, videos at evenly spaced alphas on the line from A to B.
 
 Tables give each method's success as the mean over mixes of its per-mix rate over scored
 seeds, with a 95% bootstrap interval over mixes (richspace/stats.py): mixes, not videos, are
@@ -61,23 +64,38 @@ def load_benchmark(path: Path) -> dict:
 # ---- running the project's commands -------------------------------------------------------------------------
 
 
-def run(spec: dict, experiments: Path, out: Path) -> tuple[list[dict], list[dict]]:
+def run(spec: dict, split: str, out: Path) -> tuple[list[dict], list[dict]]:
     """(label-seed records, scored records), each record carrying its ``global_seed``."""
-    refine_json = out / "refine" / "refinement.json"
+    import richspace.learned
+
+    experiments, root = ROOT / spec[split], out / split
+    fits = {"dev": out / "dev" / "refine"} if "learned" in spec["methods"] else {}
     if "refined" in spec["methods"]:
-        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(experiments),
-                    "--run_dir", str(out / "refine"), "--data.seed", str(spec["fit_seed"])])
+        fits[split] = root / "refine"
+    for name, run_dir in fits.items():  # refinement on the fit seed (dev: the learned predictor's examples)
+        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(ROOT / spec[name]),
+                    "--run_dir", str(run_dir), "--data.seed", str(spec["fit_seed"])])
+    predictor = out / "dev" / "predictor"
+    if "learned" in spec["methods"]:
+        code = richspace.learned.main(["--refinement", str(fits["dev"] / "refinement.json"), "--experiments",
+                                       str(ROOT / spec["dev"]), "--out", str(predictor)])
+        if code:
+            raise SystemExit(code)
 
     def generate(seed: int, name: str, extra: list[str]) -> list[dict]:
-        run_dir = out / name
+        run_dir = root / name
         infer.main(["--config", str(ROOT / spec["generate"]), "--experiments", str(experiments),
                     "--run_dir", str(run_dir), "--data.seed", str(seed), *extra])
         return [json.loads(line) | {"global_seed": seed} for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
-    labels = [r for s in spec["label_seeds"] for r in generate(s, f"label-{s}", [])]
+    labels = [r for s in spec["label_seeds"] for r in generate(s, f"label-{s}", ["--data.compose", "null"])]
     scored_extra = ["--data.sweep", json.dumps(spec["sweep"])]
+    if "compose" not in spec["methods"]:
+        scored_extra += ["--data.compose", "null"]
     if "refined" in spec["methods"]:
-        scored_extra += ["--data.alpha_from", str(refine_json)]
+        scored_extra += ["--data.alpha_from", str(fits[split] / "refinement.json")]
+    if "learned" in spec["methods"]:
+        scored_extra += ["--data.learned_from", str(predictor)]
     scored = [r for s in spec["seeds"] for r in generate(s, f"seed-{s}", scored_extra)]
     return labels, scored
 
@@ -110,7 +128,8 @@ class MixResult:
 def objective_of(metrics: dict, alpha: float, alpha_0: float, weights: ObjectiveWeights) -> float:
     """Refinement's objective from a video's judge scores (the number refinement climbs), without gradients."""
     t = {k: torch.tensor(float(metrics[k])) for k in ("clip_a", "clip_b", "clip_guide")}
-    terms = objective_terms(t["clip_a"], t["clip_b"], t["clip_guide"], torch.tensor(alpha), alpha_0, weights)
+    q = torch.tensor(float(metrics["queries"])) if "queries" in metrics else None
+    terms = objective_terms(t["clip_a"], t["clip_b"], t["clip_guide"], torch.tensor(alpha), alpha_0, weights, q)
     return float(terms["objective"])
 
 
@@ -162,9 +181,12 @@ def headline(results: list[MixResult], methods: list[str]) -> str:
 
 
 def differences(results: list[MixResult], methods: list[str]) -> str:
-    pairs = [(a, b) for a, b in (("finder", "average"), ("finder", "guide"), ("refined", "finder"),
-                                 ("average", "guide")) if a in methods and b in methods]
-    groups = {"all mixes": results, "guide fails": [r for r in results if r.guide_fails]}
+    pairs = [(a, b) for a, b in (("finder", "average"), ("finder", "guide"), ("average", "guide"),
+                                 ("compose", "finder"), ("refined", "finder"), ("refined", "compose"),
+                                 ("learned", "finder"), ("learned", "compose"), ("refined", "guide"),
+                                 ("learned", "guide")) if a in methods and b in methods]
+    groups = {"all mixes": results, "guide fails": [r for r in results if r.guide_fails],
+              "guide works": [r for r in results if not r.guide_fails]}
     lines = ["| paired difference (mean over mixes) | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
     for a, b in pairs:
         cells = []
@@ -286,8 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweep is not None and args.sweep not in {s.id for s in specs}:
         raise SystemExit(f"error: no mix {args.sweep!r} in the {args.split} set ({experiments})")
     model = yaml.safe_load((ROOT / spec["refine"]).read_text())["model"]
-    weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"])
-    labels, scored = run(spec, experiments, out)
+    weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"],
+                               model.get("w_queries", 0.0))
+    labels, scored = run(spec, args.split, Path(args.out))
     results = summarise(labels, scored, specs, spec["methods"], weights)
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning as L
 
 from richspace.data import MixItem, MixVideos
+from richspace.objective import parse_queries
 from richspace.sampler import Sampler
 from richspace.weights import check_weights, resolve_weights
 
@@ -45,9 +46,11 @@ class MixVideoModule(L.LightningModule):
 
     def predict_step(self, item: MixItem, batch_idx: int = 0) -> MixVideos:
         out = MixVideos(videos={})
+        queries = parse_queries(item.meta["queries"], item.id) if "queries" in item.meta else None
         for method, embeds in item.embeddings.items():
             video = self.sampler.generate(embeds, item.negative, item.seed, item.weights.get(method))
             out.videos[method] = video
             if self.scorer is not None:
-                out.metrics[method] = self.scorer.video_metrics(video, item.texts.a, item.texts.b, item.texts.guide)
+                out.metrics[method] = self.scorer.video_metrics(video, item.texts.a, item.texts.b, item.texts.guide,
+                                                                queries)
         return out

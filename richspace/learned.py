@@ -52,7 +52,10 @@ class MixPredictor(L.LightningModule):
         unknown = [p for p in params if p not in PARAMS]
         if unknown or not params:
             raise ValueError(f"the predictor's params must be parameters of {list(PARAMS)}; got {params}")
-        self.save_hyperparameters()
+        # Kept by hand, not save_hyperparameters: built inside another class's __init__ (the datamodule's), Lightning's
+        # frame inspection would collect that one's arguments instead.
+        self.config = {"params": list(params), "base": dict(base), "hidden": hidden, "lr": lr,
+                       "weight_decay": weight_decay}
         self.net = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                  nn.Linear(hidden, len(params)))
         for name, size in (("x_mean", len(FEATURES)), ("x_std", len(FEATURES)), ("y_mean", len(params)),
@@ -76,13 +79,13 @@ class MixPredictor(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(self.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"])
 
     @torch.no_grad()
     def predict_params(self, features: Tensor) -> MixParams:
         """One mix's parameters: the prediction for the refined ones, ``base`` for the rest."""
         out = self(features[None])[0]
-        values = dict(self.hparams.base) | {p: float(v) for p, v in zip(self.hparams.params, out)}
+        values = dict(self.config["base"]) | {p: float(v) for p, v in zip(self.config["params"], out)}
         values["alpha"] = min(max(values["alpha"], -1.0), 2.0)
         for w in ("w_a", "w_b"):
             values[w] = max(values.get(w) or 0.0, 0.0)
@@ -116,7 +119,7 @@ def save_predictor(model: MixPredictor, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "model.safetensors", lambda tmp: save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, tmp))
-    atomic_write_text(out / "config.json", json.dumps(dict(model.hparams), indent=1) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(model.config, indent=1) + "\n")
 
 
 def load_predictor(path: str | Path) -> MixPredictor:

@@ -3,7 +3,8 @@
 Per video: S_A, S_B, S_G are 100 x cosine (clamped at 0) between the judge's video feature
 and each prompt's text feature (for a per-frame CLIP: CLIPScore averaged over frames);
 balance = |S_A - S_B|; reward = (S_A + S_B) - |S_A - S_B|, which is high only when both
-concepts show.
+concepts show. Where a mix has ``queries``, ``queries`` is refinement's per-attribute reward Q
+of the video (richspace.objective, temperature 1).
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ class VideoScorer:
         values = self.judge.scores(frames.float() / 255, list(prompts)).clamp(min=0)
         return [float(v) for v in values]
 
-    def video_metrics(self, frames: Tensor, a: str, b: str, guide: str) -> dict[str, float]:
-        return mix_metrics(*self.scores(frames, (a, b, guide)))
+    def video_metrics(self, frames: Tensor, a: str, b: str, guide: str, queries=None) -> dict[str, float]:
+        """The METRICS of a video and, with ``queries`` (richspace.objective.Query), Q as ``queries``."""
+        out = mix_metrics(*self.scores(frames, (a, b, guide)))
+        if queries:
+            from richspace.objective import query_reward
+
+            with torch.no_grad():
+                video = self.judge.video_features(frames.float() / 255)
+                scores = [100 * self.judge.text_features(list(q.options)) @ video for q in queries]
+            out["queries"] = float(query_reward(scores, queries))
+        return out
 
 
 def mean_table(records: Sequence[dict], methods: Sequence[str]) -> str:

@@ -100,7 +100,7 @@ class RefineModule(L.LightningModule):
         mode: str = "gradient",
         params: list[str] | None = None,
         start: dict[str, float] | None = None,
-        grid: dict[str, list[float]] | None = None,
+        grid: dict[str, list[float]] | list[dict[str, float]] | None = None,
         noise_samples: int = 1,
         steps: int = 15,
         grad_steps: int | None = None,
@@ -127,8 +127,9 @@ class RefineModule(L.LightningModule):
             params: the mixing parameters refined, from alpha, offset, w_mix, w_a, w_b (default: [alpha]).
             start: starting values of the parameters other than alpha (alpha starts at the finder's); the
                 ones not refined keep them. Default: offset 0, w_mix = the sampler's guidance, w_a = w_b = 0.
-            grid: search mode: candidate values per refined parameter (default: alpha 0, 0.1, ..., 1); their
-                product is scored, the start first.
+            grid: search mode's candidates, scored after the start: values per refined parameter (their
+                product; default: alpha 0, 0.1, ..., 1), or a list of points ({parameter: value}, the
+                others at their start values).
             noise_samples: the objective is the mean over this many noises (the mix's seed, seed + 1, ...):
                 more than one fits the parameters to the mix rather than to one noise.
             steps: gradient mode: Adam steps per mix (then the last parameters are scored once more);
@@ -156,10 +157,12 @@ class RefineModule(L.LightningModule):
         if unknown or not params or len(set(params)) != len(params):
             raise ValueError(f"model.params must name distinct parameters of {list(PARAMS)} (model.start: of "
                              f"{list(PARAMS[1:])}); got params {params}, start {sorted(start or {})}")
-        bad_grid = [p for p in (grid or {}) if p not in params or not grid[p]]
-        if bad_grid:
-            raise ValueError(f"model.grid gives values for {bad_grid}: a refined parameter (model.params) with a "
-                             "non-empty list each")
+        named = [p for point in grid for p in point] if isinstance(grid, list) else list(grid or {})
+        bad_grid = [p for p in named if p not in params] + [p for p in (grid or {}) if not isinstance(grid, list)
+                                                            and not grid[p]]
+        if bad_grid or (isinstance(grid, list) and not grid):
+            raise ValueError(f"model.grid names {sorted(set(bad_grid))}: give values of refined parameters "
+                             "(model.params) only, a non-empty list each (or a non-empty list of points)")
         if per_token and (params != ["alpha"] or mode != "gradient"):
             raise ValueError("model.per_token needs model.params [alpha] and model.mode gradient")
         if noise_samples < 1:
@@ -313,12 +316,23 @@ class RefineModule(L.LightningModule):
             save_state(path, state)
         return state
 
+    def _grid_values(self) -> dict[str, list[float]]:
+        """Per parameter, the values the grid gives it (the default grid: alpha 0, 0.1, ..., 1)."""
+        grid = self.hparams.grid or {"alpha": [i / 10 for i in range(11)]}
+        if isinstance(grid, list):
+            return {p: [point[p] for point in grid if p in point] for p in PARAMS}
+        return dict(grid)
+
     def candidates(self, start: Tensor) -> list[Tensor]:
-        """Search mode's grid: the start first, then the product of the refined parameters' values."""
-        grid = {"alpha": [i / 10 for i in range(11)]} | dict(self.hparams.grid or {})
-        axes = [grid.get(p, [float(start[i])]) if self.learned[i] else [float(start[i])] for i, p in enumerate(PARAMS)]
+        """Search mode's candidates: the start first, then the grid's (a product, or points), clamped, each once."""
+        grid = self.hparams.grid or {"alpha": [i / 10 for i in range(11)]}
+        if isinstance(grid, list):
+            points = [[point.get(p, float(start[i])) for i, p in enumerate(PARAMS)] for point in grid]
+        else:
+            axes = [grid.get(p, [float(start[i])]) for i, p in enumerate(PARAMS)]
+            points = list(itertools.product(*axes))
         out = [start]
-        for values in itertools.product(*axes):
+        for values in points:
             theta = torch.clamp(torch.tensor(values, dtype=torch.float64), self.low, self.high)
             if not any(torch.equal(theta, c) for c in out):
                 out.append(theta)
@@ -346,7 +360,7 @@ class RefineModule(L.LightningModule):
         start = self.start(item).coefficients
         for theta in self.candidates(start):
             evaluate(theta)
-        grid = {"alpha": [i / 10 for i in range(11)]} | dict(hp.grid or {})
+        grid = self._grid_values()
         step = torch.tensor([_spacing(grid.get(p, []), self.high[i] - self.low[i]) for i, p in enumerate(PARAMS)],
                             dtype=torch.float64) * self.learned
         moves = 0

@@ -232,6 +232,11 @@ def test_per_token_coefficients_reach_infer(tmp_path):
         (["--sampler.pretrained", "/nonexistent"], "CogVideoX weights not found"),
         (["--model.clip", "/nonexistent"], "CLIP weights not found"),
         (["--model.steps", "-1"], "model.steps must be >= 0"),
+        (["--model.mode", "newton"], "model.mode must be one of ['gradient', 'search']"),
+        (["--model.params", "[beta]"], "model.params must name distinct parameters"),
+        (["--model.grid", "{offset: [1.0]}"], "model.grid names ['offset']"),
+        (["--model.per_token", "true", "--model.mode", "search"], "model.per_token needs model.params [alpha]"),
+        (["--model.noise_samples", "0"], "model.noise_samples must be >= 1"),
     ],
 )
 def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys):
@@ -270,3 +275,56 @@ def test_soft_min_and_torch_preprocessing():
     ours_flat = resize_normalise(flat, 32, (32, 32), processor.image_mean, processor.image_std)
     ref_flat = processor(images=list(flat), return_tensors="pt", do_rescale=False)["pixel_values"]
     torch.testing.assert_close(ours_flat, ref_flat, rtol=0, atol=1e-2)
+
+
+def test_search_scores_the_grid_then_climbs_and_resumes(module_and_data, tmp_path, monkeypatch):
+    """Search mode: the start first, every grid candidate once, then pattern-search moves; the best is the
+    highest objective seen; a crash mid-search and a restart give the uninterrupted run's history exactly."""
+    import richspace.refinement as refinement
+
+    _, data = module_and_data
+    item = data.items[0]
+    module = RefineModule(Sampler(num_frames=9, height=32, width=32, num_inference_steps=8), mode="search",
+                          params=["alpha", "offset"], grid={"alpha": [0.0, 0.5, 1.0], "offset": [0.0, 0.5]}, steps=4)
+    module.load_models("cpu")
+    whole = module.refine(item, state_path(tmp_path / "whole", item.id))
+    thetas = [tuple(h["theta"]) for h in whole.history]
+    grid = {(a, o) for a in (0.0, 0.5, 1.0) for o in (0.0, 0.5)} - {(item.alpha, 0.0)}  # the start is scored once
+    assert len(thetas) == len(set(thetas)) == 1 + len(grid) + 4  # the start, the 3 x 2 grid, 4 moves
+    assert whole.history[0]["alpha"] == item.alpha and whole.history[0]["offset"] == 0.0
+    assert {(a, o) for a, o, *_ in thetas[1:1 + len(grid)]} == grid
+    assert whole.best["objective"] == max(h["objective"] for h in whole.history)
+    assert set(whole.frames) == {0, whole.best["step"]}  # the frames before and after
+    save, calls = refinement.save_state, []
+
+    def crash_after_five(path, state):
+        save(path, state)
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(refinement, "save_state", crash_after_five)
+    crashed = state_path(tmp_path / "crashed", item.id)
+    with pytest.raises(KeyboardInterrupt):
+        module.refine(item, crashed)
+    monkeypatch.setattr(refinement, "save_state", save)
+    again = module.refine(item, crashed)
+    assert again.history == whole.history and again.best["step"] == whole.best["step"]
+
+
+def test_composed_refinement_reaches_infer(tmp_path):
+    """Refined weights off the plain guidance make infer.py sample the mix composed; compose is there untuned."""
+    refine_dir, gen_dir = tmp_path / "refine", tmp_path / "gen"
+    train("--run_dir", str(refine_dir), "--data.only", "[red-blue]", "--model.mode", "search",
+          "--model.params", "[alpha, w_a, w_b]", "--model.grid", "[{w_a: 2.0, w_b: 2.0}, {alpha: 0.2}]",
+          "--model.steps", "1")
+    entry = result(refine_dir)["red-blue"]
+    assert set(entry["params"]) == {"alpha", "offset", "w_mix", "w_a", "w_b"}
+    assert entry["objective_after"] == max(s["objective"] for s in entry["trajectory"])
+    proc = subprocess.run([*INFER_TINY, "--run_dir", str(gen_dir), "--data.only", "[red-blue]",
+                           "--data.alpha_from", str(refine_dir / "refinement.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((gen_dir / "results.jsonl").read_text())
+    assert {"guide", "average", "finder", "compose", "refined"} <= set(row["videos"])
+    assert row["alphas"]["compose"] is None and row["alphas"]["refined"] == entry["alpha"]

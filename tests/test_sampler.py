@@ -98,3 +98,30 @@ def test_bad_settings_are_one_clear_error():
         Sampler(cache="everything")
     with pytest.raises(RuntimeError, match="not on cuda"):
         Sampler(num_frames=9, height=32, width=32).load("cpu").check_placed("cuda")
+
+
+def test_composition_generalises_the_pipelines_guidance(sampler):
+    """weights (n,) over texts (n, L, d): one text at the guidance scale is the pipeline's own video, bit for bit
+    (without gradients) and to float precision (with them); two copies of a text at half the scale each are the
+    same guidance; gradients reach both the texts and the weights."""
+    embeds, negative = embeddings(sampler)
+    g = sampler.guidance_scale
+    expected = pipeline_frames(sampler, embeds, negative, 5)
+    one = sampler.sample(embeds[None], negative, 5, weights=torch.tensor([g]))
+    assert torch.equal(one, expected)
+    halves = sampler.sample(torch.stack([embeds, embeds]), negative, 5, weights=torch.tensor([g / 2, g / 2]))
+    assert torch.allclose(halves, expected, atol=1e-4)
+    texts = torch.stack([embeds, negative.clone()]).requires_grad_(True)
+    weights = torch.tensor([g, 0.0], requires_grad=True)
+    frames = sampler.sample(texts, negative, 5, grad_steps=sampler.num_inference_steps, weights=weights)
+    assert torch.allclose(frames.detach(), expected, atol=1e-4)  # a zero weight adds nothing
+    frames.mean().backward()
+    assert texts.grad[0].abs().sum() > 0 and weights.grad.abs().sum() > 0
+    assert torch.equal(sampler.generate(torch.stack([embeds]), negative, 5, torch.tensor([g])),
+                       (expected.clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def test_composition_checks_its_shapes(sampler):
+    embeds, negative = embeddings(sampler)
+    with pytest.raises(ValueError, match=r"composition needs embeds \(n, L, d\) and weights \(n,\)"):
+        sampler.sample(embeds, negative, 0, weights=torch.tensor([1.0, 1.0]))
