@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             data = MixDataModule(experiments=str(ROOT / "configs" / "experiments" / "toy.yaml"), run_dir=tmp,
-                                 seed=seed, pretrained="toy", max_sequence_length=settings["max_sequence_length"])
+                                 seed=seed, pretrained="toy", max_sequence_length=settings["max_sequence_length"],
+                                 compose=None)  # cache hooks act in the pipeline's own loop: line methods only
             data.prepare_data()
             data.setup("predict")
             jobs += [(item.id, method, embeds, item.negative, item.seed, item.meta["expect"])

@@ -3,7 +3,8 @@
 A specs file is a list of mixes. Each mix has an ``id``, prompts ``a`` and ``b`` and a
 ``guide`` prompt describing the mix. A chained mix (the paper's three-concept case,
 Section 5) names a ``base`` mix instead of ``a``: the base's optimal embedding takes the
-place of E_a. Any other key (``paper_index``, ``figure``, ...) is kept as metadata.
+place of E_a. Any other key (``paper_index``, ``figure``, ...) is kept as metadata;
+``queries`` (the per-attribute reward's questions, richspace.objective) is checked here.
 
 Every problem is reported before any model loads, as one line naming the file, the mix and
 the fix.

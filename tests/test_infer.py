@@ -59,7 +59,9 @@ def test_outputs_of_a_run(tiny_run):
         assert set(r) == {"id", "index", "alpha", "n_ids", "seed", "videos", "metrics", "alphas", "readouts", "success"}
         assert r["readouts"] == r["success"] == {}  # pixel readouts are the toy world's (model.readout)
         assert r["seed"] == mix_seed(0, r["id"]) and abs(r["alpha"] - r["index"] / 30) < 1e-12
-        assert set(r["videos"]) == set(r["metrics"]) == {"guide", "average", "finder", "sweep_00", "sweep_30"}
+        assert set(r["videos"]) == set(r["metrics"]) == {"guide", "average", "finder", "compose", "sweep_00",
+                                                         "sweep_30"}
+        assert r["alphas"]["compose"] is None
         for method, rel in r["videos"].items():
             frames = read_mp4(tiny_run / rel)
             assert frames.shape == (9, 3, 32, 32) and frames.dtype == torch.uint8

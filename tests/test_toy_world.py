@@ -96,7 +96,7 @@ def test_bad_expectations_are_refused(expect, message):
 
 def test_benchmark_inputs_are_fixed_in_files():
     bench = yaml.safe_load((REPO / "benchmarks" / "toy_mixing.yaml").read_text())
-    assert bench["methods"] == ["guide", "average", "finder", "refined"]
+    assert bench["methods"] == ["guide", "average", "finder", "compose", "refined", "learned"]
     scored, unscored = set(bench["seeds"]), {bench["fit_seed"], *bench["label_seeds"]}
     assert len(scored) == len(bench["seeds"]) and not scored & unscored  # nothing fitted or labelled is scored
     tokenizer = word_level_t5_tokenizer(world.vocabulary(), TEXT_LEN)
@@ -156,3 +156,29 @@ def test_word_level_tokenizer_aligns_words_and_round_trips(tmp_path):
     assert loaded.decode(loaded("a red plain circle").input_ids, skip_special_tokens=True) == "a red plain circle"
     with pytest.raises(ValueError, match="distinct"):
         word_level_t5_tokenizer(["a", "a"], 8)
+
+def test_queries_ask_what_the_prompts_say():
+    """Each generated mix's queries: one per attribute over the judge's values, wanting the guide's word where
+    the judge knows it, else A's and B's words both (never read from ``expect``)."""
+    from richspace.objective import parse_queries
+
+    split = mixes.generate()
+    checked = 0
+    for mix in split["dev"] + split["test"]:
+        queries = parse_queries(mix["queries"], mix["id"])
+        assert [len(q.options) for q in queries] == [len(world.COLOURS), len(world.PATTERNS), len(world.SHAPES),
+                                                     len(world.DIRECTIONS)]
+        colour = [queries[0].options[i].split()[1] for i in queries[0].want]
+        guide_colour = mix["guide"].split()[1]
+        if mix["kind"] == "hue":  # orange, lime, ...: unknown to the judge, so A's and B's colours, balanced
+            assert guide_colour not in world.COLOURS and colour == [mix["a"].split()[1], mix["b"].split()[1]]
+            checked += 1
+        if mix["kind"] == "diagonal":
+            directions = [queries[3].options[i].split()[-1] for i in queries[3].want]
+            assert directions == [mix["a"].split()[5], mix["b"].split()[5]]
+            checked += 1
+        if mix["kind"] == "stripes":  # the guide's own words: striped, triangle
+            assert [queries[1].options[i].split()[2] for i in queries[1].want] == ["striped"]
+            assert [queries[2].options[i].split()[3] for i in queries[2].want] == ["triangle"]
+            checked += 1
+    assert checked >= 30

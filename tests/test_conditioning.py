@@ -1,0 +1,62 @@
+"""The mixing parameters' pure functions (richspace.conditioning) and the per-attribute reward (richspace.objective)."""
+
+import math
+
+import pytest
+import torch
+
+from richspace.conditioning import MixParams, active, conditioning, mixed_embedding, offset_direction
+from richspace.finder import interpolate
+from richspace.objective import parse_queries, query_reward
+from richspace.specs import SpecError, parse_specs
+
+
+def test_the_offset_leaves_the_line_towards_the_guide():
+    g = torch.Generator().manual_seed(0)
+    e_a, e_b, e_guide = (torch.randn(16, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    d = offset_direction(e_a, e_b, e_guide)
+    assert float((d * (e_b - e_a)).sum()) == pytest.approx(0.0, abs=1e-9)  # orthogonal to the line
+    foot = e_guide - d
+    t = float(((foot - e_b) * (e_a - e_b)).sum() / (e_a - e_b).pow(2).sum())
+    assert torch.allclose(foot, interpolate(e_a, e_b, t))  # the foot lies on the line
+    assert torch.allclose(mixed_embedding(e_a, e_b, d, torch.tensor(t), torch.tensor(1.0)), e_guide)  # offset 1: the guide
+    on = interpolate(e_a, e_b, 0.3)
+    assert offset_direction(e_a, e_b, on).abs().max() < 1e-9  # a guide on the line: no offset
+
+
+def test_params_say_how_a_mix_is_sampled():
+    line, compose = MixParams(0.4), MixParams.compose()
+    assert line.on_line and not compose.on_line and not MixParams(0.4, w_a=1.0).on_line
+    assert torch.equal(compose.vector(6.0), torch.tensor([0.5, 0.0, 0.0, 1.5, 1.5], dtype=torch.float64))
+    assert MixParams.from_vector(MixParams(0.3, 1.0, 2.0, 0.5, 0.0).vector(9.0)) == MixParams(0.3, 1.0, 2.0, 0.5, 0.0)
+    assert MixParams.from_dict(line.to_dict()) == line
+    with pytest.raises(ValueError, match="unknown mixing parameters"):
+        MixParams.from_dict({"alpha": 0.5, "beta": 1})
+    e_a, e_b = torch.zeros(4, 2), torch.ones(4, 2)
+    texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2), compose.vector(3.0))
+    assert texts.shape == (3, 4, 2) and weights.tolist() == [0.0, 1.5, 1.5]
+    kept, w = active(texts, weights)
+    assert torch.equal(kept, texts[1:]) and w.tolist() == [1.5, 1.5]  # no pass for a zero weight
+
+
+def test_the_per_attribute_reward_balances_two_wanted_answers():
+    queries = parse_queries([{"options": ["red", "yellow", "blue"], "want": [0, 1]}], "m")
+    def q(scores):
+        return float(query_reward([torch.tensor(scores)], queries))
+    balanced, one_sided, wrong = q([10.0, 10.0, 0.0]), q([20.0, 0.0, 0.0]), q([0.0, 0.0, 10.0])
+    assert balanced > one_sided > wrong
+    assert balanced == pytest.approx(math.log(1 / (2 + math.exp(-10))), rel=1e-6)
+    two = parse_queries([{"options": ["a", "b"], "want": [0]}, {"options": ["c", "d"], "want": [1]}], "m")
+    assert float(query_reward([torch.tensor([5.0, 0.0]), torch.tensor([0.0, 5.0])], two)) > \
+        float(query_reward([torch.tensor([5.0, 0.0]), torch.tensor([5.0, 0.0])], two))  # every attribute counts
+
+
+@pytest.mark.parametrize("queries, message", [
+    ([], "queries must be a non-empty list"),
+    ([{"options": ["only one"], "want": [0]}], "query 0 needs options"),
+    ([{"options": ["a", "b"], "want": [2]}], "query 0 needs want: indices into its 2 options"),
+    ([{"options": ["a", "b"]}], "query 0 needs want"),
+])
+def test_bad_queries_are_one_line_spec_errors(queries, message):
+    with pytest.raises(SpecError, match=message):
+        parse_specs([{"id": "m", "a": "x", "b": "y", "guide": "z", "queries": queries}], "specs.yaml")
