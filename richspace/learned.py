@@ -1,17 +1,20 @@
-"""A predictor of a mix's mixing parameters from its embeddings: one forward pass per new mix, no optimisation.
+"""A predictor of a mix's mixing parameters from its embeddings: one forward pass per new mix, no sampling.
 
-    python -m richspace.learned --refinement RUN/refinement.json --experiments configs/experiments/toy-dev.yaml \
-        --out runs/learned-toy                    # fit on the development mixes' refined parameters
+    python train.py --experiments configs/experiments/toy-dev.yaml --run_dir runs/refine-dev   # search on dev
+    python -m richspace.learned --refinement runs/refine-dev/refinement.json \
+        --experiments configs/experiments/toy-dev.yaml --out runs/learned-toy
     python infer.py --data.learned_from runs/learned-toy        # adds the `learned` video to each mix
 
-``MixPredictor`` is a small LightningModule: an MLP from a few geometric features of
-(E_a, E_b, E_guide) (``mix_features``: the finder's alpha, where the guide's foot lies on
-the line, how far the guide is off the line, and the three pairwise cosines) to the
-parameters refinement moved. It learns from refinement's per-mix optima on the development
-mixes (the search against the reward: richspace.refinement), so the reward is the same, and
-it is then applied to mixes it never saw. The features are invariant to the embedding's
-width, so the same code serves the toy T5 and CogVideoX's T5-XXL. Saved as safetensors and
-a JSON of its settings; loaded with ``load_predictor``.
+``MixPredictor`` is a small LightningModule trained with refinement's own reward. Refinement's
+search scores, for every development mix, the same candidates: the finder's alpha and each
+point of the grid (richspace.refinement). The predictor learns to map a few geometric
+features of (E_a, E_b, E_guide) (``mix_features``) to scores over those candidates, trained
+by cross-entropy towards softmax(the mix's standardised rewards); for a new mix it returns
+the candidate it scores highest. So it learns
+*which kind* of mixing a mix needs (a point on the line, a step off it towards the guide,
+A and B composed) from its geometry, and applies it without sampling. The features are free
+of the embedding's width, so the same code serves the toy T5 and CogVideoX's T5-XXL.
+Saved as safetensors and a JSON of its settings; loaded with ``load_predictor``.
 """
 
 from __future__ import annotations
@@ -29,84 +32,105 @@ from richspace.conditioning import PARAMS, MixParams
 from richspace.finder import interpolate, perpendicular_foot, phi_cos
 from richspace.runs import atomic_write, atomic_write_text
 
-FEATURES = ("finder_alpha", "foot", "off_line", "cos_ab", "cos_guide_a", "cos_guide_b")
+FEATURES = ("finder_alpha", "foot", "off_line", "cos_ab", "cos_guide_a", "cos_guide_b", "diff_position",
+            "diff_cos")
 
 
 def mix_features(e_a: Tensor, e_b: Tensor, e_guide: Tensor, finder_alpha: float) -> Tensor:
-    """(6,) float32 features of a mix (FEATURES order), from its (L, d) embeddings and the finder's alpha."""
+    """(8,) float32 features of a mix (FEATURES order), from its (L, d) embeddings and the finder's alpha:
+    where the guide's foot lies on the line and how far the guide is off it (relative to |E_a - E_b|), the
+    pairwise mean row cosines, and where along the text A and B differ most (the row of least cosine, as a
+    fraction of the length) with that cosine."""
     e_a, e_b, e_guide = e_a.double(), e_b.double(), e_guide.double()
     t = perpendicular_foot(e_a, e_b, e_guide, "global")
     foot = interpolate(e_a, e_b, 1 - t)
     off = (e_guide - foot).norm() / (e_a - e_b).norm().clamp_min(1e-12)
+    rows = nn.functional.cosine_similarity(e_a, e_b, dim=-1)
+    where = int(rows.argmin())
     values = [finder_alpha, float(1 - t), float(off), float(phi_cos(e_a, e_b)), float(phi_cos(e_guide, e_a)),
-              float(phi_cos(e_guide, e_b))]
+              float(phi_cos(e_guide, e_b)), where / max(1, len(rows) - 1), float(rows[where])]
     return torch.tensor(values, dtype=torch.float32)
 
 
 class MixPredictor(L.LightningModule):
-    """features -> the refined parameters (standardised in and out); the others keep ``base``'s values."""
+    """features -> a score per candidate (the finder's alpha, then each grid point), trained towards the
+    candidates with the highest reward; the best-scored one's parameters, the others at ``start``."""
 
-    def __init__(self, params: list[str], base: dict[str, float | None], hidden: int = 32, lr: float = 1e-2,
-                 weight_decay: float = 1e-3) -> None:
+    def __init__(self, candidates: list[dict[str, float]], start: dict[str, float], hidden: int = 0,
+                 lr: float = 1e-2, weight_decay: float = 1e-2, sharpness: float = 2.0) -> None:
+        """
+        Args:
+            candidates, start: refinement's grid points and the other parameters' start values.
+            hidden: width of a hidden layer (0: linear scores, what a few dozen development mixes support: an
+                MLP fitted them all and generalised worse, tests/test_learned.py's rule included).
+            lr, weight_decay: AdamW's.
+            sharpness: the target over candidates is softmax(sharpness x the mix's standardised rewards).
+        """
         super().__init__()
-        unknown = [p for p in params if p not in PARAMS]
-        if unknown or not params:
-            raise ValueError(f"the predictor's params must be parameters of {list(PARAMS)}; got {params}")
+        unknown = sorted({p for c in candidates for p in c} - set(PARAMS)) + sorted(set(start) - set(PARAMS[1:]))
+        if unknown or not candidates:
+            raise ValueError(f"the predictor's candidates and start must name parameters of {list(PARAMS)}; "
+                             f"got {unknown or 'no candidates'}")
         # Kept by hand, not save_hyperparameters: built inside another class's __init__ (the datamodule's), Lightning's
         # frame inspection would collect that one's arguments instead.
-        self.config = {"params": list(params), "base": dict(base), "hidden": hidden, "lr": lr,
-                       "weight_decay": weight_decay}
-        self.net = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, len(params)))
-        for name, size in (("x_mean", len(FEATURES)), ("x_std", len(FEATURES)), ("y_mean", len(params)),
-                           ("y_std", len(params))):
-            self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+        self.config = {"candidates": [dict(c) for c in candidates], "start": dict(start), "hidden": hidden, "lr": lr,
+                       "weight_decay": weight_decay, "sharpness": sharpness}
+        outputs = 1 + len(candidates)
+        self.net = nn.Linear(len(FEATURES), outputs) if hidden == 0 else nn.Sequential(
+            nn.Linear(len(FEATURES), hidden), nn.GELU(), nn.Linear(hidden, outputs))
+        self.register_buffer("x_mean", torch.zeros(len(FEATURES)))
+        self.register_buffer("x_std", torch.ones(len(FEATURES)))
 
-    def standardise(self, x: Tensor, y: Tensor) -> None:
-        """Sets the input and output statistics from the training set."""
+    def standardise(self, x: Tensor) -> None:
+        """Sets the input statistics from the training set."""
         self.x_mean.copy_(x.mean(0))
-        self.x_std.copy_(x.std(0).clamp_min(1e-6))
-        self.y_mean.copy_(y.mean(0))
-        self.y_std.copy_(y.std(0).clamp_min(1e-6) if len(y) > 1 else torch.ones_like(self.y_std))
+        self.x_std.copy_(x.std(0).clamp_min(1e-6) if len(x) > 1 else torch.ones_like(self.x_std))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+        """(N, 8) features -> (N, 1 + candidates) scores (logits over the candidates)."""
+        return self.net((x - self.x_mean) / self.x_std)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        loss = nn.functional.mse_loss((self(x) - self.y_mean) / self.y_std, (y - self.y_mean) / self.y_std)
+        x, y = batch  # y: standardised rewards; the target puts more weight where the reward is higher
+        loss = nn.functional.cross_entropy(self(x), torch.softmax(self.config["sharpness"] * y, dim=-1))
         self.log("learned/loss", loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.config["lr"], weight_decay=self.config["weight_decay"])
 
+    def params_of(self, index: int, finder_alpha: float) -> MixParams:
+        """Candidate ``index``'s parameters: 0 is the finder's alpha at the start values."""
+        values = {"alpha": finder_alpha, **self.config["start"]}
+        if index > 0:
+            values |= self.config["candidates"][index - 1]
+        return MixParams.from_dict(values)
+
     @torch.no_grad()
     def predict_params(self, features: Tensor) -> MixParams:
-        """One mix's parameters: the prediction for the refined ones, ``base`` for the rest."""
-        out = self(features[None])[0]
-        values = dict(self.config["base"]) | {p: float(v) for p, v in zip(self.config["params"], out)}
-        values["alpha"] = min(max(values["alpha"], -1.0), 2.0)
-        for w in ("w_a", "w_b"):
-            values[w] = max(values.get(w) or 0.0, 0.0)
-        if values.get("w_mix") is not None:
-            values["w_mix"] = max(values["w_mix"], 0.0)
-        return MixParams.from_dict(values)
+        """One mix's parameters: the candidate with the highest predicted reward."""
+        index = int(self(features[None])[0].argmax())
+        return self.params_of(index, float(features[0]))
 
     def predict(self, result) -> MixParams:
         """Parameters for a finder result (richspace.mixing.MixResult)."""
         return self.predict_params(mix_features(result.e_a, result.e_b, result.e_guide, result.alpha))
 
 
-def fit_predictor(features: Tensor, targets: Tensor, params: list[str], base: dict, steps: int = 1500,
-                  seed: int = 0) -> MixPredictor:
-    """Fits a MixPredictor on (N, 6) features and (N, len(params)) targets, full batch, on the CPU."""
+def standardised(rewards: Tensor) -> Tensor:
+    """Each row (a mix's candidates) to zero mean and unit spread: what matters is the order within a mix."""
+    return (rewards - rewards.mean(-1, keepdim=True)) / rewards.std(-1, keepdim=True).clamp_min(1e-6)
+
+
+def fit_predictor(features: Tensor, rewards: Tensor, candidates: list[dict], start: dict, steps: int = 1000,
+                  seed: int = 0, **kwargs) -> MixPredictor:
+    """Fits a MixPredictor on (N, 8) features and (N, 1 + candidates) rewards, full batch, on the CPU."""
     from torch.utils.data import DataLoader, TensorDataset
 
     L.seed_everything(seed, verbose=False)
-    model = MixPredictor(params, base)
-    model.standardise(features, targets)
-    loader = DataLoader(TensorDataset(features, targets), batch_size=len(features), shuffle=False)
+    model = MixPredictor(candidates, start, **kwargs)
+    model.standardise(features)
+    loader = DataLoader(TensorDataset(features, standardised(rewards)), batch_size=len(features), shuffle=False)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
     trainer.fit(model, loader)
@@ -137,53 +161,91 @@ def load_predictor(path: str | Path) -> MixPredictor:
     return model.eval()
 
 
-def training_set(refinement: Path, experiments: str, pretrained: str, max_sequence_length: int, cache_dir=None):
-    """(features, targets, params, base) from a refinement result file and the specs it refined."""
-    from richspace.data import MixDataModule, load_refinement
-    from richspace.mixing import find_mixes
+def candidate_thetas(finder_alpha: float, start: dict, candidates: list[dict], low: list[float],
+                     high: list[float]) -> list[tuple[float, ...]]:
+    """The theta refinement's search evaluated for each candidate (clamped as it clamps), in PARAMS order."""
+    base = {"alpha": finder_alpha, **start}
+    out = []
+    for point in [{}, *candidates]:
+        values = torch.tensor([(base | point)[p] for p in PARAMS], dtype=torch.float64)
+        out.append(tuple(torch.clamp(values, torch.tensor(low, dtype=torch.float64),
+                                     torch.tensor(high, dtype=torch.float64)).tolist()))
+    return out
 
-    refined = load_refinement(refinement)
+
+def training_set(refinement: Path, experiments: str, pretrained: str, max_sequence_length: int, cache_dir=None):
+    """(features, rewards, candidates, start) from a search-mode refinement result file and the specs it refined:
+    per mix, the reward search measured for each candidate."""
+    from richspace.data import MixDataModule
+    from richspace.mixing import find_mixes
+    from richspace.refinement import RANGES
+
     info = json.loads(Path(refinement).read_text())
-    params = info.get("params") or ["alpha"]
+    if info.get("mode") != "search" or not info.get("grid"):
+        raise ValueError(f"{refinement} is not a search-mode refinement (model.mode search): the predictor learns "
+                         "from the rewards search measured for each candidate")
+    candidates, start = info["grid"], info["start"]
+    low = [info["alpha_range"][0], *(RANGES[p][0] for p in PARAMS[1:])]
+    high = [info["alpha_range"][1], *(RANGES[p][1] for p in PARAMS[1:])]
     data = MixDataModule(experiments=experiments, pretrained=pretrained, max_sequence_length=max_sequence_length,
                          cache_dir=cache_dir, compose=None)
     data.prepare_data()
     results = find_mixes(data.specs, data._encoder(), data.k, data.scoring, data.projection)
-    missing = [i for i in refined if i not in results]
+    missing = [i for i in info["mixes"] if i not in results]
     if missing:
         raise ValueError(f"{refinement} refined mixes {missing} that {experiments} does not hold")
     xs, ys = [], []
-    for mix_id, entry in refined.items():
+    for mix_id, entry in info["mixes"].items():
         r = results[mix_id]
+        seen = {tuple(h["theta"]): h["objective"] for h in entry["trajectory"] if "theta" in h}
+        thetas = candidate_thetas(r.alpha, start, candidates, low, high)
+        if not all(t in seen for t in thetas):
+            raise ValueError(f"{refinement}: mix {mix_id} lacks some candidates' rewards; refine it with this grid")
         xs.append(mix_features(r.e_a, r.e_b, r.e_guide, r.alpha))
-        ys.append(torch.tensor([getattr(entry["params"], p) for p in params], dtype=torch.float32))
-    first = next(iter(refined.values()))["params"].to_dict()
-    base = {p: v for p, v in first.items() if p not in params}
-    return torch.stack(xs), torch.stack(ys), params, base
+        ys.append(torch.tensor([seen[t] for t in thetas], dtype=torch.float32))
+    return torch.stack(xs), torch.stack(ys), candidates, start
+
+
+def leave_one_out(x: Tensor, y: Tensor, candidates: list[dict], start: dict, steps: int) -> dict[str, float]:
+    """Mean regret (best reward minus the chosen one's) over mixes, each predicted by a model fitted without it;
+    against the finder (candidate 0) and the single candidate best on average (a fixed rule)."""
+    regrets, fixed = [], []
+    for i in range(len(x)):
+        keep = torch.arange(len(x)) != i
+        model = fit_predictor(x[keep], y[keep], candidates, start, steps)
+        with torch.no_grad():
+            choice = int(model(x[i:i + 1])[0].argmax())
+        regrets.append(float(y[i].max() - y[i, choice]))
+        fixed.append(float(y[i].max() - y[i, int(standardised(y[keep]).mean(0).argmax())]))
+    best = y.max(1).values
+    return {"learned": sum(regrets) / len(x), "best fixed candidate": sum(fixed) / len(x),
+            "finder": float((best - y[:, 0]).mean())}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refinement", required=True, help="refinement.json of train.py on the development mixes")
+    parser.add_argument("--refinement", required=True, help="refinement.json of train.py (search) on the dev mixes")
     parser.add_argument("--experiments", required=True, help="the specs file it refined")
     parser.add_argument("--out", required=True, help="directory for the predictor")
     parser.add_argument("--pretrained", default="toy", help="CogVideoX whose T5 encodes the prompts")
     parser.add_argument("--max_sequence_length", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--leave_one_out", action="store_true", help="also print the cross-validated regret")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     try:
-        x, y, params, base = training_set(Path(args.refinement), args.experiments, args.pretrained,
-                                          args.max_sequence_length)
-        model = fit_predictor(x, y, params, base, args.steps)
+        x, y, candidates, start = training_set(Path(args.refinement), args.experiments, args.pretrained,
+                                               args.max_sequence_length)
+        model = fit_predictor(x, y, candidates, start, args.steps)
         save_predictor(model, Path(args.out))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with torch.no_grad():
-        fit = (model(x) - y).abs().mean(0)
-    print(f"predictor of {params} fitted on {len(x)} mixes (mean abs error on them: "
-          + ", ".join(f"{p} {float(e):.3f}" for p, e in zip(params, fit)) + f"); saved to {args.out}")
+    print(f"predictor over {1 + len(candidates)} candidates fitted on {len(x)} mixes; saved to {args.out}")
+    if args.leave_one_out:
+        regret = leave_one_out(x, y, candidates, start, args.steps)
+        print("leave-one-out mean regret in reward (lower is better): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in regret.items()))
     return 0
 
 

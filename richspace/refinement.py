@@ -317,22 +317,23 @@ class RefineModule(L.LightningModule):
         return state
 
     def _grid_values(self) -> dict[str, list[float]]:
-        """Per parameter, the values the grid gives it (the default grid: alpha 0, 0.1, ..., 1)."""
+        """Per parameter, the values the grid gives it."""
+        points = self.grid_points()
+        return {p: [point[p] for point in points if p in point] for p in PARAMS}
+
+    def grid_points(self) -> list[dict[str, float]]:
+        """Search mode's grid as points, {parameter: value} (the parameters a point leaves out keep the start's)."""
         grid = self.hparams.grid or {"alpha": [i / 10 for i in range(11)]}
         if isinstance(grid, list):
-            return {p: [point[p] for point in grid if p in point] for p in PARAMS}
-        return dict(grid)
+            return [dict(point) for point in grid]
+        names = list(grid)
+        return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
     def candidates(self, start: Tensor) -> list[Tensor]:
-        """Search mode's candidates: the start first, then the grid's (a product, or points), clamped, each once."""
-        grid = self.hparams.grid or {"alpha": [i / 10 for i in range(11)]}
-        if isinstance(grid, list):
-            points = [[point.get(p, float(start[i])) for i, p in enumerate(PARAMS)] for point in grid]
-        else:
-            axes = [grid.get(p, [float(start[i])]) for i, p in enumerate(PARAMS)]
-            points = list(itertools.product(*axes))
+        """Search mode's candidates: the start first, then the grid's points, clamped, each once."""
         out = [start]
-        for values in points:
+        for point in self.grid_points():
+            values = [point.get(p, float(start[i])) for i, p in enumerate(PARAMS)]
             theta = torch.clamp(torch.tensor(values, dtype=torch.float64), self.low, self.high)
             if not any(torch.equal(theta, c) for c in out):
                 out.append(theta)
@@ -461,7 +462,9 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
             entry["coefficients"] = name
         mixes[mix_id] = entry
     path = run_dir / "refinement.json"
-    atomic_write_text(path, json.dumps({"version": 1, "params": module.hparams.params, "mixes": mixes}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"version": 1, "params": module.hparams.params, "mode": module.hparams.mode,
+                "start": dict(zip(PARAMS[1:], module.rest.tolist())), "alpha_range": list(module.hparams.alpha_range),
+                "grid": module.grid_points() if module.hparams.mode == "search" else None, "mixes": mixes}, indent=1) + "\n")
     writer = getattr(logger, "experiment", None)
     if writer is not None and hasattr(writer, "add_scalar"):
         log_refinement(writer, data, states, module.hparams.params)

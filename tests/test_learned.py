@@ -31,37 +31,83 @@ def test_features_of_a_guide_on_the_line_and_off_it():
     assert off["off_line"] == pytest.approx(float(normal.norm() / (e_a - e_b).norm()), rel=1e-4)
 
 
-def test_the_predictor_learns_a_relation_and_round_trips(tmp_path):
+CANDIDATES = [{"alpha": 0.2}, {"alpha": 0.8}, {"w_mix": 0.0, "w_a": 1.5, "w_b": 1.5}]
+START = {"offset": 0.0, "w_mix": 3.0, "w_a": 0.0, "w_b": 0.0}
+
+
+def rewards_for(x: torch.Tensor) -> torch.Tensor:
+    """A known rule: the finder (candidate 0) when the foot is low, composition when A and B differ late in the
+    text, alpha 0.8 otherwise; the chosen candidate's reward 1, the others' 0."""
+    y = torch.zeros(len(x), 1 + len(CANDIDATES))
+    best = torch.where(x[:, 1] < 0.3, 0, torch.where(x[:, 6] > 0.5, 3, 2))
+    y[torch.arange(len(x)), best] = 1.0
+    return y
+
+
+def test_the_predictor_learns_a_rule_and_round_trips(tmp_path):
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(64, len(FEATURES), generator=g)
-    y = torch.stack([0.2 + 0.6 * x[:, 1], 1.0 + x[:, 2]], dim=1)  # alpha from the foot, w_a from the offset
-    model = fit_predictor(x[:48], y[:48], ["alpha", "w_a"], {"offset": 0.0, "w_mix": 0.0, "w_b": 1.5}, steps=600)
+    x = torch.rand(96, len(FEATURES), generator=g)
+    y = rewards_for(x)
+    model = fit_predictor(x[:72], y[:72], CANDIDATES, START, steps=800)
     with torch.no_grad():
-        held_out = (model(x[48:]) - y[48:]).abs().mean()
-        baseline = (y[:48].mean(0) - y[48:]).abs().mean()
-    assert held_out < 0.25 * baseline  # far better than predicting the mean, on examples it never saw
-    params = model.predict_params(x[50])
-    assert isinstance(params, MixParams) and params.w_b == 1.5 and params.w_mix == 0.0
+        chosen = model(x[72:]).argmax(1)
+    hits = float((y[72:][torch.arange(24), chosen] == 1).float().mean())
+    assert hits >= 0.7  # on examples it never saw; always the commonest candidate scores 42% here
+    params = model.predict_params(x[80])
+    assert isinstance(params, MixParams)
+    index = int(chosen[8])
+    assert params == model.params_of(index, float(x[80, 0]))
+    assert model.params_of(0, 0.37) == MixParams(0.37, 0.0, 3.0, 0.0, 0.0)  # the finder's alpha at the start values
+    assert model.params_of(3, 0.37) == MixParams(0.37, 0.0, 0.0, 1.5, 1.5)
     save_predictor(model, tmp_path / "p")
     again = load_predictor(tmp_path / "p")
-    assert again.predict_params(x[50]) == params
+    assert again.predict_params(x[80]) == params
     with pytest.raises(ValueError, match="is not a saved mixing-parameter predictor"):
         load_predictor(tmp_path / "missing")
 
 
 def test_infer_samples_the_learned_parameters(tmp_path):
     x = torch.rand(8, len(FEATURES))
-    y = torch.stack([torch.full((8,), 0.3), torch.full((8,), 2.0)], dim=1)
-    save_predictor(fit_predictor(x, y, ["alpha", "w_a"], {"offset": 0.0, "w_mix": None, "w_b": 0.0}, steps=50),
-                   tmp_path / "p")
+    y = torch.zeros(8, 1 + len(CANDIDATES))
+    y[:, 1] = 1.0  # alpha 0.2 always best
+    save_predictor(fit_predictor(x, y, CANDIDATES, START, steps=200), tmp_path / "p")
     run_dir = tmp_path / "gen"
     proc = subprocess.run([sys.executable, str(REPO / "infer.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
                            "--run_dir", str(run_dir), "--data.only", "[red-blue]", "--data.learned_from",
                            str(tmp_path / "p")], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads((run_dir / "results.jsonl").read_text())
-    assert "learned" in row["videos"] and row["alphas"]["learned"] == pytest.approx(0.3, abs=0.05)
+    assert "learned" in row["videos"] and row["alphas"]["learned"] == 0.2
     bad = subprocess.run([sys.executable, str(REPO / "infer.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
                           "--run_dir", str(tmp_path / "bad"), "--data.learned_from", str(tmp_path / "nothing")],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "is not a saved mixing-parameter predictor" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_learned_from_a_search_refinement(tmp_path):
+    """train.py's search on toy mixes measures every candidate's reward; the predictor learns from exactly those,
+    and refuses a refinement that is not a search."""
+    from richspace.learned import main as learned_main, training_set
+
+    refine = tmp_path / "refine"
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--run_dir", str(refine), "--data.only",
+                           "[orange, up-left, striped-triangle]", "--model.steps", "0"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    toy = str(REPO / "configs" / "experiments" / "toy.yaml")
+    x, y, candidates, start = training_set(refine / "refinement.json", toy, "toy", 16)
+    entries = json.loads((refine / "refinement.json").read_text())["mixes"]
+    assert x.shape == (3, len(FEATURES)) and y.shape == (3, 1 + len(candidates))
+    for row, entry in zip(y, entries.values()):
+        assert float(row.max()) == pytest.approx(entry["objective_after"], abs=1e-5)  # no moves: the grid's best
+        assert float(row[0]) == pytest.approx(entry["objective_before"], abs=1e-5)  # candidate 0: the start
+    assert learned_main(["--refinement", str(refine / "refinement.json"), "--experiments", toy, "--out",
+                         str(tmp_path / "p"), "--steps", "50"]) == 0
+    assert load_predictor(tmp_path / "p").config["candidates"] == candidates
+    gradient = tmp_path / "gradient"
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "--run_dir", str(gradient), "--data.only",
+                           "[orange]", "--model.mode", "gradient", "--model.params", "[alpha]", "--model.grid", "null",
+                           "--model.steps", "1", "--model.grad_steps", "2"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert learned_main(["--refinement", str(gradient / "refinement.json"), "--experiments", toy, "--out",
+                         str(tmp_path / "q")]) == 2

@@ -41,7 +41,7 @@ def test_labels_rates_bound_and_sweep():
     assert m2.guide_label_rate == 1.0 and not m2.guide_fails
     assert m1.rates == {"guide": 0.0, "average": 0.0, "finder": 0.5}
     assert m1.line_rate == 1.0  # seed 0 by the finder, seed 1 by alpha = 1 alone: the line's bound
-    assert m2.line_rate == 1.0 and m2.rates["guide"] == 1.0
+    assert m2.line_rate == 0.0 and m2.any_rate == 1.0 and m2.rates["guide"] == 1.0  # the guide is off the line
     assert [s["alpha"] for s in m1.sweep] == [0.0, 0.5, 1.0] and [s["successes"] for s in m1.sweep] == [0, 1, 1]
     assert m1.peak_alpha == 1.0  # S_G peaks at alpha = 1
     view = toy_mixing.sweep_view(m1)
