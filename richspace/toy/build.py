@@ -1,6 +1,6 @@
 """Trains the toy world's CogVideoX, T5 and CLIP from scratch and (with --ship) installs them in the package.
 
-    python -m richspace.toy.build                      # about 20 minutes on 2 CPU cores -> runs/toy-build
+    python -m richspace.toy.build                      # about 25 minutes on 2 CPU cores -> runs/toy-build
     python -m richspace.toy.build --ship               # then copy the weights into richspace/toy/weights
     tensorboard --logdir runs/toy-build/logs           # the stages' losses
 
