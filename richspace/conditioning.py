@@ -77,11 +77,12 @@ def mixed_embedding(e_a: Tensor, e_b: Tensor, direction: Tensor, alpha: Tensor, 
     return interpolate(e_a, e_b, alpha) + offset.to(e_a.dtype) * direction
 
 
-def conditioning(e_a: Tensor, e_b: Tensor, direction: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
-    """(3, L, d) texts (E_mix, E_a, E_b) and (3,) weights for ``Sampler.sample``, from theta in PARAMS order."""
-    embeds = torch.stack([mixed_embedding(e_a, e_b, direction, theta[0], theta[1]), e_a.to(theta.dtype),
-                          e_b.to(theta.dtype)])
-    return embeds, theta[2:5]
+def conditioning(e_a: Tensor, e_b: Tensor, direction: Tensor, theta: Tensor,
+                 alpha: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(3, L, d) texts (E_mix, E_a, E_b) and (3,) weights for ``Sampler.sample``, from theta in PARAMS order
+    (``alpha``: one per token, in place of theta's)."""
+    mixed = mixed_embedding(e_a, e_b, direction, theta[0] if alpha is None else alpha, theta[1])
+    return torch.stack([mixed, e_a.to(mixed.dtype), e_b.to(mixed.dtype)]), theta[2:5]
 
 
 def active(embeds: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from richspace.conditioning import COMPOSE_WEIGHT, MixParams, active, mixed_embedding, offset_direction
+from richspace.conditioning import COMPOSE_WEIGHT, MixParams, active, conditioning, offset_direction
 from richspace.finder import interpolate
 from richspace.runs import mix_seed, read_record, remove_temporaries
 from richspace.specs import SpecError, load_specs
@@ -63,7 +63,6 @@ class MixItem:
     negative: Tensor  # (L, d) the encoded empty prompt
     meta: dict = field(default_factory=dict)  # the spec's extra keys (a toy mix's ``expect``, ...)
     weights: dict[str, Tensor] = field(default_factory=dict)  # method -> (n,) composition weights (sampled composed)
-    params: dict[str, MixParams] = field(default_factory=dict)  # method -> its mixing parameters, where it has them
 
 
 @dataclass
@@ -221,8 +220,7 @@ class MixDataModule(L.LightningDataModule):
         spec, e_a, e_b = r.spec, r.e_a, r.e_b
         embeddings = {"guide": r.e_guide, "average": interpolate(e_a, e_b, 0.5), "finder": r.embedding}
         alphas = {"guide": None, "average": 0.5, "finder": r.alpha}
-        weights, params = {}, {}
-        chosen = {}
+        weights, chosen = {}, {}
         if self.compose is not None:
             chosen["compose"] = MixParams.compose(self.compose)
         if mix_id in self.refined:
@@ -231,17 +229,14 @@ class MixDataModule(L.LightningDataModule):
             chosen["learned"] = self.predictor.predict(r)
         direction = offset_direction(e_a, e_b, r.e_guide)
         for method, p in chosen.items():
-            params[method] = p
             alphas[method] = None if method == "compose" else p.alpha
             coeff = self.refined[mix_id].get("coefficients") if method == "refined" else None
-            alpha = coeff if coeff is not None else torch.tensor(p.alpha)
-            mixed = mixed_embedding(e_a, e_b, direction, alpha.to(e_a.dtype), torch.tensor(p.offset))
+            theta = p.vector(guidance=self.guidance_scale)
+            texts, w = conditioning(e_a, e_b, direction, theta, None if coeff is None else coeff.to(e_a.dtype))
             if p.on_line:
-                embeddings[method] = mixed
+                embeddings[method] = texts[0]
             else:  # composed while sampling: the texts with a non-zero weight
-                theta = p.vector(guidance=self.guidance_scale)
-                texts, w = active(torch.stack([mixed, e_a, e_b]), theta[2:5])
-                embeddings[method], weights[method] = texts, w
+                embeddings[method], weights[method] = active(texts, w)
         for i in self.sweep:
             embeddings[f"sweep_{i:02d}"] = interpolate(e_a, e_b, i / self.k)
             alphas[f"sweep_{i:02d}"] = i / self.k
@@ -253,7 +248,7 @@ class MixDataModule(L.LightningDataModule):
             scores={"full": found.scores_full.tolist(), "truncated": found.scores_truncated.tolist(),
                     "sum": found.scores.tolist()},
             embeddings=embeddings, alphas=alphas, e_a=e_a, e_b=e_b, e_guide=r.e_guide, negative=negative,
-            meta=dict(spec.meta), weights=weights, params=params,
+            meta=dict(spec.meta), weights=weights,
         )
 
     def predict_dataloader(self) -> DataLoader:

@@ -161,16 +161,13 @@ def load_predictor(path: str | Path) -> MixPredictor:
     return model.eval()
 
 
-def candidate_thetas(finder_alpha: float, start: dict, candidates: list[dict], low: list[float],
-                     high: list[float]) -> list[tuple[float, ...]]:
+def candidate_thetas(finder_alpha: float, start: dict, candidates: list[dict], alpha_range) -> list[tuple[float, ...]]:
     """The theta refinement's search evaluated for each candidate (clamped as it clamps), in PARAMS order."""
-    base = {"alpha": finder_alpha, **start}
-    out = []
-    for point in [{}, *candidates]:
-        values = torch.tensor([(base | point)[p] for p in PARAMS], dtype=torch.float64)
-        out.append(tuple(torch.clamp(values, torch.tensor(low, dtype=torch.float64),
-                                     torch.tensor(high, dtype=torch.float64)).tolist()))
-    return out
+    from richspace.refinement import bounds, grid_theta
+
+    low, high = bounds(alpha_range)
+    base = torch.tensor([finder_alpha, *(start[p] for p in PARAMS[1:])], dtype=torch.float64)
+    return [tuple(grid_theta(base, point, low, high).tolist()) for point in [{}, *candidates]]
 
 
 def training_set(refinement: Path, experiments: str, pretrained: str, max_sequence_length: int, cache_dir=None):
@@ -178,15 +175,12 @@ def training_set(refinement: Path, experiments: str, pretrained: str, max_sequen
     per mix, the reward search measured for each candidate."""
     from richspace.data import MixDataModule
     from richspace.mixing import find_mixes
-    from richspace.refinement import RANGES
 
     info = json.loads(Path(refinement).read_text())
     if info.get("mode") != "search" or not info.get("grid"):
         raise ValueError(f"{refinement} is not a search-mode refinement (model.mode search): the predictor learns "
                          "from the rewards search measured for each candidate")
     candidates, start = info["grid"], info["start"]
-    low = [info["alpha_range"][0], *(RANGES[p][0] for p in PARAMS[1:])]
-    high = [info["alpha_range"][1], *(RANGES[p][1] for p in PARAMS[1:])]
     data = MixDataModule(experiments=experiments, pretrained=pretrained, max_sequence_length=max_sequence_length,
                          cache_dir=cache_dir, compose=None)
     data.prepare_data()
@@ -198,7 +192,7 @@ def training_set(refinement: Path, experiments: str, pretrained: str, max_sequen
     for mix_id, entry in info["mixes"].items():
         r = results[mix_id]
         seen = {tuple(h["theta"]): h["objective"] for h in entry["trajectory"] if "theta" in h}
-        thetas = candidate_thetas(r.alpha, start, candidates, low, high)
+        thetas = candidate_thetas(r.alpha, start, candidates, info["alpha_range"])
         if not all(t in seen for t in thetas):
             raise ValueError(f"{refinement}: mix {mix_id} lacks some candidates' rewards; refine it with this grid")
         xs.append(mix_features(r.e_a, r.e_b, r.e_guide, r.alpha))

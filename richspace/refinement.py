@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from richspace.data import MixDataModule, MixItem
-from richspace.conditioning import PARAMS, MixParams, mixed_embedding, offset_direction
+from richspace.conditioning import PARAMS, MixParams, conditioning, offset_direction
 from richspace.objective import ObjectiveWeights, objective_terms, parse_queries, query_reward
 from richspace.runs import atomic_write, atomic_write_text
 from richspace.sampler import Sampler
@@ -87,6 +87,19 @@ class RefineDataModule(MixDataModule):
 # ---------------------------------------------------------------- module
 MODES = ("gradient", "search")
 RANGES = {"offset": (-3.0, 3.0), "w_mix": (0.0, 10.0), "w_a": (0.0, 10.0), "w_b": (0.0, 10.0)}
+
+
+def bounds(alpha_range) -> tuple[Tensor, Tensor]:
+    """(low, high), (5,) float64 in PARAMS order: alpha's range, then RANGES."""
+    low = [alpha_range[0], *(RANGES[p][0] for p in PARAMS[1:])]
+    high = [alpha_range[1], *(RANGES[p][1] for p in PARAMS[1:])]
+    return torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
+
+
+def grid_theta(start: Tensor, point: dict[str, float], low: Tensor, high: Tensor) -> Tensor:
+    """A grid point's theta: the start with the point's values, clamped into the bounds."""
+    values = [point.get(p, float(start[i])) for i, p in enumerate(PARAMS)]
+    return torch.clamp(torch.tensor(values, dtype=torch.float64), low, high)
 
 
 class RefineModule(L.LightningModule):
@@ -198,9 +211,7 @@ class RefineModule(L.LightningModule):
         # Sampled as the pipeline samples (one text at the guidance scale) unless a weight moves or differs.
         self.composed = bool(self.learned[2:].any()) or bool((self.rest[1:] != torch.tensor(
             [sampler.guidance_scale, 0.0, 0.0], dtype=torch.float64)).any())
-        low = [alpha_range[0], *(RANGES[p][0] for p in PARAMS[1:])]
-        high = [alpha_range[1], *(RANGES[p][1] for p in PARAMS[1:])]
-        self.low, self.high = torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
+        self.low, self.high = bounds(alpha_range)
         self._text_cache: dict[tuple[str, ...], Tensor] = {}
         self.judge = None
 
@@ -238,14 +249,13 @@ class RefineModule(L.LightningModule):
         hp, device = self.hparams, self.sampler.device
         alpha, theta = self.theta(coefficients.to(device))
         e_a, e_b = item.e_a.to(device).double(), item.e_b.to(device).double()
-        mixed = mixed_embedding(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()), alpha,
-                                theta[1])
+        texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()),
+                                      theta, alpha)
         if self.composed:
-            texts, weights = torch.stack([mixed, e_a, e_b]), theta[2:5]
             keep = self.learned[2:].to(device) | (weights.detach() != 0)  # a fixed zero weight: no pass for it
             texts, weights = texts[keep], weights[keep]
         else:
-            texts, weights = mixed, None
+            texts, weights = texts[0], None
         autocast = (torch.autocast(device.type, dtype=DTYPES[hp.autocast]) if hp.autocast
                     else contextlib.nullcontext())
         runs, first = [], None
@@ -333,8 +343,7 @@ class RefineModule(L.LightningModule):
         """Search mode's candidates: the start first, then the grid's points, clamped, each once."""
         out = [start]
         for point in self.grid_points():
-            values = [point.get(p, float(start[i])) for i, p in enumerate(PARAMS)]
-            theta = torch.clamp(torch.tensor(values, dtype=torch.float64), self.low, self.high)
+            theta = grid_theta(start, point, self.low, self.high)
             if not any(torch.equal(theta, c) for c in out):
                 out.append(theta)
         return out
@@ -394,7 +403,7 @@ class RefineModule(L.LightningModule):
         and frames: the start's, the best's, the last's and, in gradient mode, every N steps'."""
         step = len(state.history)
         values = {k: float(v.detach()) for k, v in terms.items()}
-        alpha, full = self.theta(theta.detach().cpu())
+        _, full = self.theta(theta.detach().cpu())
         entry = {"step": step, **{p: float(full[i]) for i, p in enumerate(PARAMS)}, **values}
         if self.hparams.mode == "search":
             entry["theta"] = theta.detach().cpu().tolist()
