@@ -8,7 +8,7 @@
 Inputs are fixed in benchmarks/toy_mixing.yaml. The run is the project's own commands, each
 resumable (an interrupted benchmark continues where it stopped):
 
-1. ``train.py`` refines every mix's parameters on the fit seed's noise, a seed never scored
+1. ``train.py`` refines every mix's parameters on the fit seed's noises, a seed never scored
    (``refined``); on the development mixes too, where ``python -m richspace.learned`` fits the
    predictor of ``learned`` on the refined parameters (the test set's mixes it never sees);
 2. ``infer.py`` on the label seeds (never scored): the guide's success there is the measured

@@ -1,17 +1,26 @@
-"""Does refinement's reward rank the videos that show the mix first? Checked on the toy before it is used.
+"""Does refinement's reward pick videos that show the mix, on noise it was not fitted to? Checked on the dev mixes.
 
-    python benchmarks/toy_reward.py                  # development mixes, configs/refine-toy.yaml's search grid
-    python benchmarks/toy_reward.py --limit 10       # the first 10 mixes only (a quick look)
+    python benchmarks/toy_reward.py                    # development mixes, 4 noises: about 30 minutes on 2 cores
+    python benchmarks/toy_reward.py --grid_points 12   # the grid's first 12 points only (no sampling after a run)
+    python benchmarks/toy_reward.py --limit 10 --noises 3   # a quick look
 
 Two checks, on the development mixes only (nothing here looks at the test set):
 
 1. Rendered: for each mix, the world's own render of what the mix asks (the in-between hue,
    the diagonal, the striped triangle) against renders of A and of B (same noise-free world).
    A reward that sees the mix ranks the mix's render above both.
-2. Generated: for each mix, every candidate of refinement's search grid (configs/refine-toy.yaml)
-   is sampled on the fit seed and judged by its pixels. Reported: how often the candidate the
-   reward ranks first shows the mix, against the same for the old objective (guide + soft-min of
-   A and B) and for any candidate (the grid's ceiling), over mixes with 95% bootstrap intervals.
+2. Generated: for each mix, every candidate of refinement's search (configs/refine-toy.yaml: the
+   finder's alpha, then each grid point) is sampled on ``--noises`` noises (the fit seed's, +1,
+   ...) and judged by its pixels. A chooser sees the first one or two noises (what
+   ``model.noise_samples`` 1 or 2 sees) and is scored on the others, which it never saw: how
+   often its choice shows the mix there. Choosers: the reward; the old objective (guide +
+   soft-min of A and B); the learned ranker (richspace/learned.py) fitted on the other mixes'
+   rewards, leaving the scored mix out; the single candidate best on the other mixes; the
+   finder's alpha; and any candidate (the grid's ceiling). Split by the measured "guide fails"
+   labels of ``--labels`` (benchmarks/toy_mixing.py --split dev) when that file exists.
+
+The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
+when it is complete, so ``--grid_points`` and the choosers cost no sampling.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,8 +37,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from richspace.conditioning import PARAMS  # noqa: E402
+from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised  # noqa: E402
 from richspace.objective import ObjectiveWeights  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
+from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
@@ -67,17 +80,87 @@ def score(module: RefineModule, item, frames: torch.Tensor, weights: ObjectiveWe
     return float(terms["objective"])
 
 
+def key(theta) -> str:
+    return ",".join(f"{float(x):.6g}" for x in theta)
+
+
+def sample_candidates(module: RefineModule, item, noises: int) -> dict:
+    """One mix's row of the table: its features, its candidates' thetas (learned.candidate_thetas: the finder's
+    alpha, then each grid point, as search clamps them) and, per distinct theta and noise, reward, old objective
+    and pixel verdict."""
+    start = dict(zip(PARAMS[1:], module.rest.tolist()))
+    thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
+    evals = {}
+    for theta in thetas:
+        if key(theta) in evals:
+            continue
+        evals[key(theta)] = []
+        for j in range(noises):
+            with torch.no_grad():
+                terms, frames = module.objective(replace(item, seed=item.seed + j), torch.tensor(theta))
+            pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
+            evals[key(theta)].append({"reward": float(terms["objective"]), "old": score(module, item, frames, OLD),
+                                      "success": bool(world.judge(item.meta["expect"], pixels)["success"])})
+    features = mix_features(item.e_a, item.e_b, item.e_guide, item.alpha).tolist()
+    return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
+
+
+def choices(rows: dict, grid: list[dict], start: dict, fit: int, held: list[int], steps: int) -> dict[str, list[float]]:
+    """Per chooser, per mix (``rows`` order): the held-out success rate of the candidate it picks, among the
+    finder's alpha and ``grid``'s points (a prefix of the table's); ``fit`` noises to choose on."""
+    candidates = 1 + len(grid)
+    ids = list(rows)
+
+    def values(mix_id: str, field: str, noises) -> torch.Tensor:  # (candidates,) mean over ``noises``
+        row = rows[mix_id]
+        return torch.tensor([sum(row["evals"][t][j][field] for j in noises) / len(noises)
+                             for t in row["thetas"][:candidates]])
+
+    rewards = torch.stack([values(i, "reward", range(fit)) for i in ids])
+    success = torch.stack([values(i, "success", held) for i in ids])
+    features = torch.tensor([rows[i]["features"] for i in ids])
+    out = {
+        "reward, noise 0 only (noise_samples 1)": [float(success[m, int(values(i, "reward", [0]).argmax())])
+                                                   for m, i in enumerate(ids)],
+        f"reward, noises 0-{fit - 1} (noise_samples {fit})": [float(success[m, int(rewards[m].argmax())])
+                                                             for m in range(len(ids))],
+        f"old objective, noises 0-{fit - 1}": [float(success[m, int(values(i, "old", range(fit)).argmax())])
+                                              for m, i in enumerate(ids)],
+        "the finder's alpha (the start)": success[:, 0].tolist(),
+        "learned ranker (this mix left out)": [], "best fixed candidate (this mix left out)": [],
+        "any candidate (the ceiling)": success.max(1).values.tolist(),
+    }
+    for m in range(len(ids)):
+        keep = torch.arange(len(ids)) != m
+        model = fit_predictor(features[keep], rewards[keep], grid, start, steps)
+        with torch.no_grad():
+            pick = int(model(features[m:m + 1])[0].argmax())
+        out["learned ranker (this mix left out)"].append(float(success[m, pick]))
+        out["best fixed candidate (this mix left out)"].append(
+            float(success[m, int(standardised(rewards[keep]).mean(0).argmax())]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "refine-toy.yaml"))
     parser.add_argument("--experiments", default=str(ROOT / "configs" / "experiments" / "toy-dev.yaml"))
     parser.add_argument("--seed", type=int, default=100, help="the fit seed (benchmarks/toy_mixing.yaml)")
+    parser.add_argument("--noises", type=int, default=4, help="noises per candidate: 2 to choose on, the rest scored")
+    parser.add_argument("--grid_points", type=int, default=None, help="analyse the grid's first N points only")
+    parser.add_argument("--labels", default=str(ROOT / "runs" / "toy-mixing" / "dev" / "toy_mixing.json"),
+                        help="toy_mixing.json of the dev benchmark: its guide labels split the table")
+    parser.add_argument("--table", default=str(ROOT / "runs" / "toy-reward" / "candidates.json"))
+    parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if args.noises < 3:
+        raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
     torch.set_num_threads(2)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    module = RefineModule(Sampler(**cfg["sampler"]), **cfg["model"])
+    module = RefineModule(Sampler(**cfg["sampler"]), **{**cfg["model"], "noise_samples": 1})
+    if module.hparams.mode != "search":
+        raise SystemExit(f"error: {args.config}: model.mode must be search (the reward is checked on its candidates)")
     module.load_models("cpu")
     new = module.weights
     data = RefineDataModule(experiments=args.experiments, run_dir="runs/toy-reward", seed=args.seed, compose=None,
@@ -86,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     data.prepare_data()
     data.setup("predict")
     items = [i for i in data.items if "queries" in i.meta and "expect" in i.meta][: args.limit]
-    rendered, rows = [], []
+    table_path = Path(args.table)
+    settings = {"config": yaml.safe_load(Path(args.config).read_text())["model"], "seed": args.seed,
+                "noises": args.noises, "experiments": Path(args.experiments).name}
+    table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
+    if table["settings"] != settings:
+        raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
+    rendered = []
     for item in items:
         # 1. rendered: the mix's own render against A's and B's (A of a chain: its base's guide, not rendered)
         expect = item.meta["expect"]
@@ -95,29 +184,34 @@ def main(argv: list[str] | None = None) -> None:
                 for a in (plain(item.texts.a), plain(item.texts.b)) if a is not None]
         mix_score = score(module, item, video, new)
         rendered.append(all(mix_score > score(module, item, e, new) for e in ends))
-        # 2. generated: every grid candidate on the fit seed
-        cands = []
-        for theta in module.candidates(module.start(item).coefficients):
-            with torch.no_grad():
-                terms, frames = module.objective(item, theta)
-            verdict = world.judge(expect, world.readout((frames * 255).round().to(torch.uint8).numpy()))["success"]
-            cands.append({"theta": theta.tolist(), "reward": float(terms["objective"]),
-                          "old": score(module, item, frames, OLD), "success": verdict})
-        top_new, top_old = max(cands, key=lambda c: c["reward"]), max(cands, key=lambda c: c["old"])
-        rows.append({"id": item.id, "kind": item.meta.get("kind"), "reward_top": top_new["success"],
-                     "old_top": top_old["success"], "any": any(c["success"] for c in cands),
-                     "reward_theta": top_new["theta"], "candidates": cands})
-        print(f"{item.id}: rendered mix first {rendered[-1]}; top by reward {top_new['success']}, by old objective "
-              f"{top_old['success']}, any {rows[-1]['any']} ({sum(c['success'] for c in cands)}/{len(cands)})")
+        # 2. generated: every candidate on every noise (saved after each mix; a rerun continues)
+        if item.id not in table["mixes"]:
+            table["mixes"][item.id] = sample_candidates(module, item, args.noises)
+            atomic_write_text(table_path, json.dumps(table) + "\n")
+        row = table["mixes"][item.id]
+        print(f"{item.id}: rendered mix first {rendered[-1]}; candidates showing the mix (of {args.noises} noises): "
+              f"{[sum(e['success'] for e in row['evals'][t]) for t in row['thetas']]}", flush=True)
     print(f"\nRendered: the reward ranks the mix's render above A's and B's in {bootstrap_mean(rendered)} of "
           f"{len(rendered)} mixes")
-    print(f"Generated ({len(rows)} mixes, fit seed {args.seed}, {len(rows[0]['candidates'])} candidates each):")
-    print("| chooser | the chosen video shows the mix |\n|---|---|")
-    for name, key in (("per-attribute reward", "reward_top"), ("old objective (guide + soft-min A, B)", "old_top"),
-                      ("any candidate (ceiling)", "any")):
-        print(f"| {name} | {bootstrap_mean([r[key] for r in rows])} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rendered": rendered, "generated": rows}, indent=1) + "\n")
+    rows = {i.id: table["mixes"][i.id] for i in items}
+    grid = module.grid_points()[: args.grid_points]
+    candidates = 1 + len(grid)
+    picked = choices(rows, grid, dict(zip(PARAMS[1:], module.rest.tolist())), 2, list(range(2, args.noises)),
+                     args.steps)
+    labels = {}
+    if Path(args.labels).exists():
+        labels = {m["id"]: m["guide_label_rate"] < 0.5 for m in json.loads(Path(args.labels).read_text())}
+    groups = {"all mixes": list(rows)}
+    if all(i in labels for i in rows):
+        groups |= {"guide fails": [i for i in rows if labels[i]], "guide works": [i for i in rows if not labels[i]]}
+    ids = list(rows)
+    print(f"\nGenerated: {len(rows)} mixes, {candidates} candidates each (the finder's alpha and {candidates - 1} grid "
+          f"points), fit seed {args.seed}; chosen on noises 0-1, scored on noises 2-{args.noises - 1}:")
+    print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
+    print("|---|" + "---|" * len(groups))
+    for name, rates in picked.items():
+        cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -350,8 +350,8 @@ class RefineModule(L.LightningModule):
 
     def search(self, item: MixItem, path: Path) -> RefineState:
         """Gradient-free: every grid candidate, then ``steps`` evaluations of a pattern search (each refined
-        parameter moved up or down by its step from the best; steps halve when no move improves). Each
-        evaluation is saved; a restart replays the same sequence from the saved evaluations."""
+        parameter that changes the sample moved up or down by its step from the best; steps halve when no move
+        improves). Each evaluation is saved; a restart replays the same sequence from the saved evaluations."""
         hp = self.hparams
         state = load_state(path) or self.start(item)
         seen = {tuple(h["theta"]): h for h in state.history}
@@ -378,6 +378,8 @@ class RefineModule(L.LightningModule):
             best = state.best["coefficients"].double()
             improved = False
             for i in torch.nonzero(self.learned).flatten().tolist():
+                if i < 2 and best[2] == 0:  # no mixed text in the sample: alpha and offset change nothing
+                    continue
                 for sign in (1.0, -1.0):
                     if moves >= hp.steps:
                         break

@@ -312,6 +312,50 @@ def test_search_scores_the_grid_then_climbs_and_resumes(module_and_data, tmp_pat
     assert again.history == whole.history and again.best["step"] == whole.best["step"]
 
 
+def test_the_objective_is_the_mean_over_its_noises(module_and_data):
+    """noise_samples = 2: each term is the mean of the one-noise terms at the mix's seed and the next one."""
+    from dataclasses import replace
+
+    one, data = module_and_data
+    item = data.items[0]
+    two = RefineModule(Sampler(num_frames=9, height=32, width=32, num_inference_steps=8), noise_samples=2)
+    two.load_models("cpu")
+    alpha = torch.tensor(0.4, dtype=torch.float64)
+    with torch.no_grad():
+        both, frames = two.objective(item, alpha)
+        first, frames_first = one.objective(item, alpha)
+        second, _ = one.objective(replace(item, seed=item.seed + 1), alpha)
+    assert float(first["objective"]) != float(second["objective"])  # the two noises differ
+    for name in both:
+        torch.testing.assert_close(both[name], (first[name] + second[name]) / 2, rtol=1e-6, atol=1e-6)
+    assert torch.equal(frames, frames_first)  # the frames kept are the first noise's
+
+
+def test_search_moves_only_what_changes_the_sample(module_and_data, tmp_path, monkeypatch):
+    """When the best candidate has no mixed text (w_mix = 0), moving alpha or the offset cannot change its video:
+    search spends its moves on the weights instead."""
+    from richspace.objective import ObjectiveWeights, objective_terms
+
+    _, data = module_and_data
+    item = data.items[0]
+    module = RefineModule(Sampler(num_frames=9, height=32, width=32, num_inference_steps=8), mode="search",
+                          params=["alpha", "offset", "w_mix", "w_a", "w_b"],
+                          grid=[{"w_mix": 0.0, "w_a": 1.5, "w_b": 1.5}, {"alpha": 0.2}], steps=6)
+
+    def objective(item, theta):  # composed beats the line; the weights' optimum: one step (2.5) up in w_b
+        alpha, _, w_mix, w_a, w_b = theta.tolist()
+        value = 10.0 - (w_a - 1.5) ** 2 - (w_b - 4.0) ** 2 if w_mix == 0 else -alpha ** 2
+        t = torch.tensor(value, dtype=torch.float64)
+        return objective_terms(t, t, t, theta[0], item.alpha, ObjectiveWeights(1.0, 0.0)), torch.zeros(9, 3, 32, 32)
+
+    monkeypatch.setattr(module, "objective", objective)
+    state = module.refine(item, state_path(tmp_path, item.id))
+    composed = [h for h in state.history if h["w_mix"] == 0]
+    assert len(state.history) == 3 + 6 and len(composed) >= 5  # the start, the grid, 6 moves
+    assert {(h["alpha"], h["offset"]) for h in composed} == {(item.alpha, 0.0)}  # never moved while composed
+    assert state.best["objective"] == 10.0  # reached within 6 moves only because none went to alpha or offset
+
+
 def test_composed_refinement_reaches_infer(tmp_path):
     """Refined weights off the plain guidance make infer.py sample the mix composed; compose is there untuned."""
     refine_dir, gen_dir = tmp_path / "refine", tmp_path / "gen"
