@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
               f"(x 11 evaluations a mix at the shipped config)", flush=True)
         free(device)  # the subprocesses below need the GPU memory this process's allocator still holds
         figures["end_to_end"] = end_to_end(work / "weights", work, args.small)
-        print(f"5. end to end: " + ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in figures["end_to_end"].items()))
+        print("5. end to end: " + ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in figures["end_to_end"].items()))
     figures["total_s"] = time.perf_counter() - start
     print(f"gpu_check passed in {figures['total_s']:.0f} s on {card}")
     if args.json:

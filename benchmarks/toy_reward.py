@@ -95,9 +95,10 @@ def sample_candidates(module: RefineModule, item, noises: int) -> dict:
         if key(theta) in evals:
             continue
         evals[key(theta)] = []
+        coefficients = torch.tensor(theta, dtype=torch.float64)  # as search evaluates it
         for j in range(noises):
             with torch.no_grad():
-                terms, frames = module.objective(replace(item, seed=item.seed + j), torch.tensor(theta))
+                terms, frames = module.objective(replace(item, seed=item.seed + j), coefficients)
             pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
             evals[key(theta)].append({"reward": float(terms["objective"]), "old": score(module, item, frames, OLD),
                                       "success": bool(world.judge(item.meta["expect"], pixels)["success"])})
