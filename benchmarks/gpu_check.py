@@ -104,7 +104,7 @@ def generation(weights: Path, device: str, small: bool, steps: int) -> dict:
         _, ours_s, ours_gb = timed(lambda: sampler.generate(embeds, negative, 0), cuda)
         _, bare_s, bare_gb = timed(bare, cuda)
         results[name] = {"ours_s": ours_s, "bare_s": bare_s, "ratio": ours_s / bare_s, "peak_gib": max(ours_gb, bare_gb)}
-        del sampler
+        sampler = bare = None  # frees the pipeline before the next variant loads
         if cuda:
             torch.cuda.empty_cache()
     return results
