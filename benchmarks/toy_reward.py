@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
     torch.set_num_threads(2)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
     cfg = yaml.safe_load(Path(args.config).read_text())
     module = RefineModule(Sampler(**cfg["sampler"]), **{**cfg["model"], "noise_samples": 1})
     if module.hparams.mode != "search":
