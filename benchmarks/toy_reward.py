@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
+    if args.grid_points is not None and args.grid_points < 1:
+        raise SystemExit("error: --grid_points must be at least 1 (or left out: the whole grid)")
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
     cfg = yaml.safe_load(Path(args.config).read_text())
