@@ -166,6 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     module = RefineModule(Sampler(**cfg["sampler"]), **{**cfg["model"], "noise_samples": 1})
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search (the reward is checked on its candidates)")
+    table_path = Path(args.table)
+    settings = {"config": cfg["model"], "seed": args.seed, "noises": args.noises,
+                "experiments": Path(args.experiments).name}
+    table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
+    if table["settings"] != settings:
+        raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     module.load_models("cpu")
     new = module.weights
     data = RefineDataModule(experiments=args.experiments, run_dir="runs/toy-reward", seed=args.seed, compose=None,
@@ -174,12 +180,6 @@ def main(argv: list[str] | None = None) -> None:
     data.prepare_data()
     data.setup("predict")
     items = [i for i in data.items if "queries" in i.meta and "expect" in i.meta][: args.limit]
-    table_path = Path(args.table)
-    settings = {"config": yaml.safe_load(Path(args.config).read_text())["model"], "seed": args.seed,
-                "noises": args.noises, "experiments": Path(args.experiments).name}
-    table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
-    if table["settings"] != settings:
-        raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     rendered = []
     for item in items:
         # 1. rendered: the mix's own render against A's and B's (A of a chain: its base's guide, not rendered)
