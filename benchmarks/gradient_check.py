@@ -35,7 +35,8 @@ from richspace.sampler import Sampler  # noqa: E402
 def build(config: Path, experiments: str, mixes: int, params: list[str], run_dir: str):
     cfg = yaml.safe_load(config.read_text())
     sampler = Sampler(**cfg["sampler"])
-    model = cfg["model"] | {"params": params, "mode": "gradient", "grid": None, "grad_steps": None}
+    model = cfg["model"] | {"params": params, "mode": "gradient", "grid": None, "grad_steps": None,
+                            "noise_samples": 1}  # the mix's own noise, as BENCHMARKS.md measured it
     module = RefineModule(sampler, **model)
     module.load_models("cpu")
     data = RefineDataModule(experiments=experiments, run_dir=run_dir, pretrained=cfg["sampler"]["pretrained"],
