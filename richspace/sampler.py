@@ -234,6 +234,8 @@ class Sampler:
         Composition: with ``embeds`` (n, L, d) and ``weights`` (n,), each step's noise prediction
         is u + sum_i w_i (c_i - u), u the prediction for ``negative`` and c_i for ``embeds[i]``
         (composable classifier-free guidance; n = 1, w = guidance_scale is the pipeline's own).
+        ``weights`` (T, n) gives each step its own weights (a switch of conditioning during
+        sampling); a step passes only the texts it weighs (non-zero), so a switch costs nothing.
         """
         pipe, device = self.pipe, self.device
         T = self.num_inference_steps
@@ -241,9 +243,9 @@ class Sampler:
             raise ValueError(f"grad_steps must lie in 0..{T}; got {grad_steps}")
         dtype = pipe.transformer.dtype
         if weights is not None:
-            if embeds.dim() != 3 or weights.shape != (embeds.shape[0],):
-                raise ValueError(f"composition needs embeds (n, L, d) and weights (n,); got {tuple(embeds.shape)} "
-                                 f"and {tuple(weights.shape)}")
+            if embeds.dim() != 3 or weights.shape not in ((embeds.shape[0],), (T, embeds.shape[0])):
+                raise ValueError(f"composition needs embeds (n, L, d) and weights (n,) or ({T}, n) per step; got "
+                                 f"{tuple(embeds.shape)} and {tuple(weights.shape)}")
         cfg = weights is not None or self.guidance_scale > 1.0
         if weights is None:
             weights = torch.tensor([self.guidance_scale], dtype=torch.float64) if cfg else None
@@ -282,6 +284,12 @@ class Sampler:
         from diffusers import CogVideoXDPMScheduler
 
         pipe = self.pipe
+        if weights is not None and weights.dim() == 2:  # this step's weights, and only the texts they weigh
+            keep = weights[i].detach() != 0
+            if not keep.any():
+                keep[0] = True
+            context = torch.cat([context[:1], context[1:][keep]])
+            weights = weights[i][keep]
         model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * context.shape[0]), t)
         noise_pred = pipe.transformer(
             hidden_states=model_input, encoder_hidden_states=context, timestep=t.expand(model_input.shape[0]),

@@ -121,6 +121,31 @@ def test_composition_generalises_the_pipelines_guidance(sampler):
                        (expected.clamp(0, 1) * 255).round().to(torch.uint8))
 
 
+def test_per_step_weights_switch_the_conditioning_as_the_pipeline_would(sampler):
+    """weights (T, n): each step its own weights. Text A for the first s steps and text B after is the pipeline
+    itself with its prompt swapped at step s by ``callback_on_step_end``, bit for bit; a text no step weighs
+    changes nothing."""
+    embeds, negative = embeddings(sampler)
+    other, _ = embeddings(sampler, seed=1)
+    g, T, s = sampler.guidance_scale, sampler.num_inference_steps, 2
+
+    def swap(pipe, i, t, tensors):  # after step s - 1: B from step s on
+        return {"prompt_embeds": torch.cat([negative[None], other[None]])} if i == s - 1 else {}
+
+    expected = sampler.pipe(
+        prompt_embeds=embeds[None], negative_prompt_embeds=negative[None], num_frames=sampler.num_frames,
+        height=sampler.height, width=sampler.width, num_inference_steps=T, guidance_scale=g,
+        max_sequence_length=sampler.max_sequence_length, generator=torch.Generator().manual_seed(5), output_type="pt",
+        callback_on_step_end=swap, callback_on_step_end_tensor_inputs=["prompt_embeds"],
+    ).frames[0]
+    weights = torch.tensor([[g, 0.0, 0.0]] * s + [[0.0, g, 0.0]] * (T - s))
+    switched = sampler.sample(torch.stack([embeds, other, negative]), negative, 5, weights=weights)
+    assert torch.equal(switched, expected)
+    assert not torch.equal(switched, pipeline_frames(sampler, embeds, negative, 5))  # the swap shows
+    with pytest.raises(ValueError, match=rf"weights \(n,\) or \({T}, n\) per step"):
+        sampler.sample(torch.stack([embeds, other]), negative, 0, weights=torch.ones(T + 1, 2))
+
+
 def test_composition_checks_its_shapes(sampler):
     embeds, negative = embeddings(sampler)
     with pytest.raises(ValueError, match=r"composition needs embeds \(n, L, d\) and weights \(n,\)"):
