@@ -1,6 +1,8 @@
 """Do the search's pattern moves add anything over the grid's best candidate? Scored on seeds it never saw.
 
-    python benchmarks/search_moves.py     # the dev refinement of benchmarks/toy_mixing.py, scored seeds 0-2: ~2 minutes
+    python train.py --experiments configs/experiments/toy-dev.yaml --data.seed 100 --model.steps 6 \
+        --run_dir runs/search-moves/refine       # dev mixes on the fit seed, with 6 moves: about 16 minutes
+    python benchmarks/search_moves.py            # both picks on scored seeds 0-2: about 2 minutes
 
 Search mode (richspace/refinement.py) evaluates the start and every grid point, then makes
 ``model.steps`` pattern moves from the best. Per mix of a saved refinement (``--refinement``,
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "refine-toy.yaml"), help="the refinement's config")
     parser.add_argument("--experiments", default=str(ROOT / "configs" / "experiments" / "toy-dev.yaml"))
-    parser.add_argument("--refinement", default=str(ROOT / "runs" / "toy-mixing" / "dev" / "refine" / "refinement.json"))
+    parser.add_argument("--refinement", default=str(ROOT / "runs" / "search-moves" / "refine" / "refinement.json"),
+                        help="train.py's refinement.json, refined with pattern moves (model.steps > 0)")
     parser.add_argument("--labels", default=str(ROOT / "runs" / "toy-mixing" / "dev" / "toy_mixing.json"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="scored seeds (never the fit seed)")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
     python benchmarks/toy_reward.py                    # development mixes, 4 noises: about 30 minutes on 2 cores
     python benchmarks/toy_reward.py --grid_points 12   # the grid's first 12 points only (no sampling after a run)
     python benchmarks/toy_reward.py --limit 10 --noises 3   # a quick look
+    python benchmarks/toy_reward.py --explain diagonal-down-left-10   # why the reward picks what it picks, one mix
 
 Two checks, on the development mixes only (nothing here looks at the test set):
 
@@ -21,6 +22,10 @@ Two checks, on the development mixes only (nothing here looks at the test set):
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
 when it is complete, so ``--grid_points`` and the choosers cost no sampling.
+
+``--explain MIX`` samples one mix's candidates on the fit seed's noise and shows, beside each one's
+reward, the judge's probability of every option of every query and the pixel readout: where the
+judge and the pixels disagree, the reward ranks wrongly.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import PARAMS  # noqa: E402
 from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised  # noqa: E402
-from richspace.objective import ObjectiveWeights  # noqa: E402
+from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
@@ -107,6 +112,39 @@ def sample_candidates(module: RefineModule, item, noises: int) -> dict:
     return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
 
 
+def option_words(options: tuple[str, ...]) -> list[str]:
+    """The word(s) each caption of a query has that not every option shares ("a red plain circle moving left",
+    "a red striped circle moving left": "plain", "striped")."""
+    common = set.intersection(*(set(o.split()) for o in options))
+    return [" ".join(w for w in o.split() if w not in common) or o for o in options]
+
+
+def explain(module: RefineModule, item) -> None:
+    """One mix: per candidate on the fit seed's noise, its reward, the judge's probability of each query's options
+    (the wanted ones starred) and what the pixels show."""
+    start = dict(zip(PARAMS[1:], module.rest.tolist()))
+    thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
+    queries = parse_queries(item.meta["queries"], item.id)
+    print(f"{item.id}: expects {item.meta['expect']}; candidates on the fit seed's noise (seed {item.seed})")
+    print("| # | alpha, offset, w_mix, w_a, w_b | reward | " + " | ".join(f"query {i}" for i in range(len(queries)))
+          + " | pixels: colour, shape, pattern, angle | shows the mix |")
+    print("|---|---|---|" + "---|" * len(queries) + "---|---|")
+    for n, theta in enumerate(thetas):
+        with torch.no_grad():
+            terms, frames = module.objective(item, torch.tensor(theta, dtype=torch.float64))
+            video = module.judge.video_features(frames)
+            cells = []
+            for q in queries:
+                p = torch.softmax(100 * module.text_features(q.options) @ video / module.hparams.query_temperature, 0)
+                cells.append(" ".join(f"{'*' if i in q.want else ''}{w} {float(p[i]):.2f}"
+                                      for i, w in enumerate(option_words(q.options))))
+        pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
+        seen = (f"{pixels['colour']}, {pixels['shape']}, {pixels['pattern']}, {pixels['angle']:.0f} deg"
+                if pixels["present"] else "no object")
+        print(f"| {n} | {key(theta)} | {float(terms['objective']):.2f} | " + " | ".join(cells)
+              + f" | {seen} | {world.judge(item.meta['expect'], pixels)['success']} |")
+
+
 def choices(rows: dict, grid: list[dict], start: dict, fit: int, held: list[int], steps: int) -> dict[str, list[float]]:
     """Per chooser, per mix (``rows`` order): the held-out success rate of the candidate it picks, among the
     finder's alpha and ``grid``'s points (a prefix of the table's); ``fit`` noises to choose on."""
@@ -155,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=str(ROOT / "runs" / "toy-reward" / "candidates.json"))
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
     args = parser.parse_args(argv)
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
@@ -170,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"config": cfg["model"], "seed": args.seed, "noises": args.noises,
                 "experiments": Path(args.experiments).name}
     table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
-    if table["settings"] != settings:
+    if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     module.load_models("cpu")
     new = module.weights
@@ -180,6 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     data.prepare_data()
     data.setup("predict")
     items = [i for i in data.items if "queries" in i.meta and "expect" in i.meta][: args.limit]
+    if args.explain is not None:
+        chosen = [i for i in items if i.id == args.explain]
+        if not chosen:
+            raise SystemExit(f"error: --explain {args.explain}: no such mix with queries in {args.experiments}")
+        return explain(module, chosen[0])
     rendered = []
     for item in items:
         # 1. rendered: the mix's own render against A's and B's (A of a chain: its base's guide, not rendered)

@@ -41,3 +41,10 @@ def test_choosers_pick_on_fit_noises_and_score_on_held_out_ones():
     short = toy_reward.choices(rows, GRID[:1], START, fit=2, held=[2, 3], steps=50)
     assert short["reward, noises 0-1 (noise_samples 2)"][0] == 0.5  # candidate 0's mean 0 beats candidate 1's -2
     assert short["any candidate (the ceiling)"][0] == 1.0
+
+
+def test_explain_names_each_option_by_the_words_it_does_not_share():
+    assert toy_reward.option_words(("a red plain circle moving left", "a red striped circle moving left")) == [
+        "plain", "striped"]
+    directions = tuple(f"a green plain triangle moving {d}" for d in ("right", "up", "left", "down"))
+    assert toy_reward.option_words(directions) == ["right", "up", "left", "down"]
