@@ -1,6 +1,6 @@
 """Does switching the conditioning during sampling draw mixes that no fixed mixing parameters draw? Dev mixes.
 
-    python benchmarks/toy_switch.py              # dev mixes where the guide fails, 4 noises: about 10 minutes on 2 cores
+    python benchmarks/toy_switch.py              # dev mixes where the guide fails, 4 noises: about 15 minutes on 2 cores
     python benchmarks/toy_switch.py --limit 3    # a quick look
 
 Issue 13 offered "a step where the conditioning switches" as a mixing parameter. The idea: a
