@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import active, conditioning, offset_direction  # noqa: E402
-from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
+from richspace.refinement import RefineModule  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
+from toy_reward import guide_fails, mix_items  # noqa: E402  (benchmarks/: the reward check's helpers)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,28 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    module = RefineModule(Sampler(**cfg["sampler"]), **cfg["model"])  # for its candidates only: no models loaded
+    module = RefineModule(Sampler(**cfg["sampler"]), **cfg["model"])  # its candidates and its sampler (no judge)
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search")
     try:
         refined = json.loads(Path(args.refinement).read_text())["mixes"]
     except (OSError, ValueError, KeyError):
         raise SystemExit(f"error: {args.refinement} is not a readable refinement.json (from train.py)") from None
-    sampler = Sampler(**cfg["sampler"]).load("cpu")
-    labels = {}
-    if Path(args.labels).exists():
-        labels = {m["id"]: m["guide_label_rate"] < 0.5 for m in json.loads(Path(args.labels).read_text())}
+    sampler = module.sampler.load("cpu")
+    labels = guide_fails(args.labels)
     wins: dict[str, dict[str, list[float]]] = {}
     for seed in args.seeds:
-        data = RefineDataModule(experiments=args.experiments, run_dir="runs/search-moves", seed=seed, compose=None,
-                                pretrained=cfg["sampler"]["pretrained"],
-                                guidance_scale=cfg["sampler"]["guidance_scale"],
-                                max_sequence_length=cfg["sampler"]["max_sequence_length"])
-        data.prepare_data()
-        data.setup("predict")
-        for item in (i for i in data.items if i.id in refined and "expect" in i.meta):
+        items = mix_items(cfg["sampler"], args.experiments, "runs/search-moves", seed)
+        for item in (i for i in items if i.id in refined and "expect" in i.meta):
             history = refined[item.id]["trajectory"]
-            grid = len(module.candidates(torch.cat([torch.tensor([item.alpha], dtype=torch.float64), module.rest])))
+            grid = len(module.candidates(module.start(item).coefficients))
             if len(history) < grid or any("theta" not in h for h in history):
                 raise SystemExit(f"error: {args.refinement}: mix {item.id} was not refined by this config's search")
             picks = {"grid's best": max(history[:grid], key=lambda h: h["objective"])["theta"],

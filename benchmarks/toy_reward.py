@@ -76,6 +76,28 @@ def plain(text: str) -> world.Attributes | None:
     return world.Attributes(world.COLOURS[colour], shape, pattern, direction) if colour in world.COLOURS else None
 
 
+def pixels_of(frames: torch.Tensor) -> dict:
+    """The world's readout of sampled (F, 3, H, W) float frames in [0, 1], as uint8 video."""
+    return world.readout((frames * 255).round().to(torch.uint8).numpy())
+
+
+def guide_fails(labels: str | Path) -> dict[str, bool]:
+    """Per mix id, whether the guide failed on the label seeds (a toy_mixing.json); {} where the file is missing."""
+    path = Path(labels)
+    return {m["id"]: m["guide_label_rate"] < 0.5 for m in json.loads(path.read_text())} if path.exists() else {}
+
+
+def mix_items(sampler: dict, experiments: str, run_dir: str, seed: int) -> list:
+    """The mixes of ``experiments`` as refinement sees them (finder's alpha, embeddings, noise from ``seed``), encoded
+    with the ``sampler`` config's weights and settings."""
+    data = RefineDataModule(experiments=experiments, run_dir=run_dir, seed=seed, compose=None,
+                            pretrained=sampler["pretrained"], guidance_scale=sampler["guidance_scale"],
+                            max_sequence_length=sampler["max_sequence_length"])
+    data.prepare_data()
+    data.setup("predict")
+    return data.items
+
+
 def score(module: RefineModule, item, frames: torch.Tensor, weights: ObjectiveWeights) -> float:
     saved, module.weights = module.weights, weights
     try:
@@ -105,9 +127,8 @@ def sample_candidates(module: RefineModule, item, noises: int) -> dict:
         for j in range(noises):
             with torch.no_grad():
                 terms, frames = module.objective(replace(item, seed=item.seed + j), coefficients)
-            pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
             evals[key(theta)].append({"reward": float(terms["objective"]), "old": score(module, item, frames, OLD),
-                                      "success": bool(world.judge(item.meta["expect"], pixels)["success"])})
+                                      "success": bool(world.judge(item.meta["expect"], pixels_of(frames))["success"])})
     features = mix_features(item.e_a, item.e_b, item.e_guide, item.alpha).tolist()
     return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
 
@@ -138,7 +159,7 @@ def explain(module: RefineModule, item) -> None:
                 p = torch.softmax(100 * module.text_features(q.options) @ video / module.hparams.query_temperature, 0)
                 cells.append(" ".join(f"{'*' if i in q.want else ''}{w} {float(p[i]):.2f}"
                                       for i, w in enumerate(option_words(q.options))))
-        pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
+        pixels = pixels_of(frames)
         seen = (f"{pixels['colour']}, {pixels['shape']}, {pixels['pattern']}, {pixels['angle']:.0f} deg"
                 if pixels["present"] else "no object")
         print(f"| {n} | {key(theta)} | {float(terms['objective']):.2f} | " + " | ".join(cells)
@@ -213,12 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     module.load_models("cpu")
     new = module.weights
-    data = RefineDataModule(experiments=args.experiments, run_dir="runs/toy-reward", seed=args.seed, compose=None,
-                            pretrained=cfg["sampler"]["pretrained"], guidance_scale=cfg["sampler"]["guidance_scale"],
-                            max_sequence_length=cfg["sampler"]["max_sequence_length"])
-    data.prepare_data()
-    data.setup("predict")
-    items = [i for i in data.items if "queries" in i.meta and "expect" in i.meta][: args.limit]
+    items = [i for i in mix_items(cfg["sampler"], args.experiments, "runs/toy-reward", args.seed)
+             if "queries" in i.meta and "expect" in i.meta][: args.limit]
     if args.explain is not None:
         chosen = [i for i in items if i.id == args.explain]
         if not chosen:
@@ -247,9 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     candidates = 1 + len(grid)
     picked = choices(rows, grid, dict(zip(PARAMS[1:], module.rest.tolist())), 2, list(range(2, args.noises)),
                      args.steps)
-    labels = {}
-    if Path(args.labels).exists():
-        labels = {m["id"]: m["guide_label_rate"] < 0.5 for m in json.loads(Path(args.labels).read_text())}
+    labels = guide_fails(args.labels)
     groups = {"all mixes": list(rows)}
     if all(i in labels for i in rows):
         groups |= {"guide fails": [i for i in rows if labels[i]], "guide works": [i for i in rows if not labels[i]]}

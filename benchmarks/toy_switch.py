@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import COMPOSE_WEIGHT, conditioning, offset_direction  # noqa: E402
-from richspace.refinement import RefineDataModule  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
+from toy_reward import guide_fails, mix_items, pixels_of  # noqa: E402  (benchmarks/: the reward check's helpers)
 
 
 def schedules(guidance: float) -> dict[str, tuple[list[float], list[float], float]]:
@@ -83,16 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     saved = json.loads(out_path.read_text()) if out_path.exists() else {"settings": settings, "mixes": {}}
     if json.loads(json.dumps(saved["settings"])) != json.loads(json.dumps(settings)):
         raise SystemExit(f"error: {out_path} was sampled with other settings; give another --out or delete it")
-    labels = {}
-    if Path(args.labels).exists():
-        labels = {m["id"]: m["guide_label_rate"] < 0.5 for m in json.loads(Path(args.labels).read_text())}
+    labels = guide_fails(args.labels)
     sampler = Sampler(**cfg).load("cpu")
-    data = RefineDataModule(experiments=args.experiments, run_dir="runs/toy-switch", seed=args.seed, compose=None,
-                            pretrained=cfg["pretrained"], guidance_scale=cfg["guidance_scale"],
-                            max_sequence_length=cfg["max_sequence_length"])
-    data.prepare_data()
-    data.setup("predict")
-    items = [i for i in data.items if "expect" in i.meta and labels.get(i.id, True)][: args.limit]
+    items = [i for i in mix_items(cfg, args.experiments, "runs/toy-switch", args.seed)
+             if "expect" in i.meta and labels.get(i.id, True)][: args.limit]
     for item in items:
         if item.id not in saved["mixes"]:
             e_a, e_b = item.e_a.double(), item.e_b.double()
@@ -106,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                     with torch.no_grad():
                         frames = sampler.sample(texts, item.negative, item.seed + j, 0, None,
                                                 weights).float()
-                    pixels = world.readout((frames * 255).round().to(torch.uint8).numpy())
-                    row[name].append(bool(world.judge(item.meta["expect"], pixels)["success"]))
+                    row[name].append(bool(world.judge(item.meta["expect"], pixels_of(frames))["success"]))
             saved["mixes"][item.id] = {"kind": item.meta.get("kind"), "success": row}
             atomic_write_text(out_path, json.dumps(saved) + "\n")
         print(f"{item.id}: " + ", ".join(f"{sum(v)}" for v in saved["mixes"][item.id]["success"].values()), flush=True)

@@ -23,6 +23,7 @@ import contextlib
 import torch
 from torch import Tensor
 
+from richspace.conditioning import active
 from richspace.video import to_uint8
 from richspace.weights import check_dtype, check_weights, resolve_weights, temporal_compression
 
@@ -285,11 +286,8 @@ class Sampler:
 
         pipe = self.pipe
         if weights is not None and weights.dim() == 2:  # this step's weights, and only the texts they weigh
-            keep = weights[i].detach() != 0
-            if not keep.any():
-                keep[0] = True
-            context = torch.cat([context[:1], context[1:][keep]])
-            weights = weights[i][keep]
+            texts, weights = active(context[1:], weights[i])
+            context = torch.cat([context[:1], texts])
         model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * context.shape[0]), t)
         noise_pred = pipe.transformer(
             hidden_states=model_input, encoder_hidden_states=context, timestep=t.expand(model_input.shape[0]),
