@@ -10,7 +10,7 @@ three frames at once (richspace/videotext.py). The floor (the issue's) applies t
 combinations held out of training; training combinations, the never-seen pair (striped
 triangles) and the judge on the world's own renders are shown for comparison. Last, the
 judge on diagonal motion no caption names: how often its top two direction captions are the
-two the diagonal lies between (chance: 1 in 6).
+two the diagonal lies between (chance: 1 in 6), and how evenly it splits between them.
 """
 
 import argparse
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     results["diagonals"] = evaluate.diagonal_ranks(judge, list(range(300, 300 + 2 * args.seeds)))
     d = results["diagonals"]
     print(f"\ndiagonal motion (rendered, never captioned): the judge's top two directions are the diagonal's two "
-          f"in {d['top_two']:.0%} of {d['videos']} videos (chance 17%)")
+          f"in {d['top_two']:.0%} of {d['videos']} videos (chance 17%); the weaker holds {d['even']:.0%} of the "
+          "two's probability (even: 50%)")
     low = evaluate.meets_floor(results["held out (floor)"])
     print("\nfloor (held out): " + ("met" if not low else "NOT met: " + "; ".join(low)))
     if args.json:

@@ -21,7 +21,9 @@ Two checks, on the development mixes only (nothing here looks at the test set):
    labels of ``--labels`` (benchmarks/toy_mixing.py --split dev) when that file exists.
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
-when it is complete, so ``--grid_points`` and the choosers cost no sampling.
+when it is complete, so ``--grid_points`` and the choosers cost no sampling. The videos go to
+``--frames`` (about 8 MB a mix), so a new table for another judge (``--config`` naming other
+``model.clip`` weights) or reward judges the same videos again in minutes instead of sampling.
 
 ``--explain MIX`` samples one mix's candidates on the fit seed's noise and shows, beside each one's
 reward, the judge's probability of every option of every query and the pixel readout: where the
@@ -112,10 +114,11 @@ def key(theta) -> str:
     return ",".join(f"{float(x):.6g}" for x in theta)
 
 
-def sample_candidates(module: RefineModule, item, noises: int) -> dict:
+def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str, torch.Tensor]) -> dict:
     """One mix's row of the table: its features, its candidates' thetas (learned.candidate_thetas: the finder's
     alpha, then each grid point, as search clamps them) and, per distinct theta and noise, reward, old objective
-    and pixel verdict."""
+    and pixel verdict. ``frames`` holds sampled videos by ``theta@seed``: those there are judged again, not
+    sampled; those sampled are added."""
     start = dict(zip(PARAMS[1:], module.rest.tolist()))
     thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
     evals = {}
@@ -125,12 +128,37 @@ def sample_candidates(module: RefineModule, item, noises: int) -> dict:
         evals[key(theta)] = []
         coefficients = torch.tensor(theta, dtype=torch.float64)  # as search evaluates it
         for j in range(noises):
-            with torch.no_grad():
-                terms, frames = module.objective(replace(item, seed=item.seed + j), coefficients)
-            evals[key(theta)].append({"reward": float(terms["objective"]), "old": score(module, item, frames, OLD),
-                                      "success": bool(world.judge(item.meta["expect"], pixels_of(frames))["success"])})
+            name = f"{key(theta)}@{item.seed + j}"
+            if name not in frames:
+                with torch.no_grad():
+                    frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients)[1].contiguous()
+            verdict = world.judge(item.meta["expect"], pixels_of(frames[name]))["success"]
+            evals[key(theta)].append({"reward": score(module, item, frames[name], module.weights),
+                                      "old": score(module, item, frames[name], OLD), "success": bool(verdict)})
     features = mix_features(item.e_a, item.e_b, item.e_guide, item.alpha).tolist()
     return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
+
+
+def load_frames(path: Path, sampler: dict) -> dict[str, torch.Tensor]:
+    """A mix's saved videos (``theta@seed`` -> frames) where they were sampled with this ``sampler`` config."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        return {}
+    with safe_open(path, "pt") as f:
+        if (f.metadata() or {}).get("sampler") != json.dumps(sampler, sort_keys=True):
+            return {}
+    return load_file(path)
+
+
+def save_frames(path: Path, frames: dict[str, torch.Tensor], sampler: dict) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(frames, tmp, metadata={"sampler": json.dumps(sampler, sort_keys=True)})
+    tmp.replace(path)
 
 
 def option_words(options: tuple[str, ...]) -> list[str]:
@@ -212,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", default=str(ROOT / "runs" / "toy-mixing" / "dev" / "toy_mixing.json"),
                         help="toy_mixing.json of the dev benchmark: its guide labels split the table")
     parser.add_argument("--table", default=str(ROOT / "runs" / "toy-reward" / "candidates.json"))
+    parser.add_argument("--frames", default=str(ROOT / "runs" / "toy-reward" / "frames"),
+                        help="sampled videos, per mix: a table for another judge or reward judges them again")
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
@@ -252,7 +282,12 @@ def main(argv: list[str] | None = None) -> None:
         rendered.append(all(mix_score > score(module, item, e, new) for e in ends))
         # 2. generated: every candidate on every noise (saved after each mix; a rerun continues)
         if item.id not in table["mixes"]:
-            table["mixes"][item.id] = sample_candidates(module, item, args.noises)
+            path = Path(args.frames) / f"{item.id}.safetensors"
+            frames = load_frames(path, cfg["sampler"])
+            known = len(frames)
+            table["mixes"][item.id] = sample_candidates(module, item, args.noises, frames)
+            if len(frames) > known:
+                save_frames(path, frames, cfg["sampler"])
             atomic_write_text(table_path, json.dumps(table) + "\n")
         row = table["mixes"][item.id]
         print(f"{item.id}: rendered mix first {rendered[-1]}; candidates showing the mix (of {args.noises} noises): "

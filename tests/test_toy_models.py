@@ -126,3 +126,20 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setattr(toy, "WEIGHTS", tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="python -m richspace.toy.build --ship"):
         toy.toy_weights()
+
+
+def test_judge_target_splits_turned_motion_between_the_two_nearest_directions():
+    """One-hot unturned; cos^2 / sin^2 of the turn between the caption and its neighbour (even at 45 degrees)."""
+    from richspace.toy import world
+    from richspace.toy.training import caption_target
+
+    combos = [("red", "circle", "plain", d) for d in world.DIRECTIONS] + [("red", "square", "plain", "up")]
+    index = {c: i for i, c in enumerate(combos)}
+    target = lambda direction, turn: caption_target(world.Attributes(0.0, "circle", "plain", direction, turn=turn),
+                                                   index)
+    assert target("right", 0.0).tolist() == [1.0, 0, 0, 0, 0]
+    assert torch.allclose(target("right", 30.0), torch.tensor([0.75, 0.25, 0, 0, 0]))  # towards up
+    assert torch.allclose(target("right", -30.0), torch.tensor([0.75, 0, 0, 0.25, 0]))  # towards down
+    assert torch.allclose(target("down", 45.0), torch.tensor([0.5, 0, 0, 0.5, 0]))  # down turned CCW: right
+    square = caption_target(world.Attributes(0.0, "square", "plain", "up", turn=30.0), index)
+    assert square.tolist() == [0, 0, 0, 0, 1.0]  # its neighbour (a red plain square moving left) is no caption

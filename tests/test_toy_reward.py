@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -48,3 +50,16 @@ def test_explain_names_each_option_by_the_words_it_does_not_share():
         "plain", "striped"]
     directions = tuple(f"a green plain triangle moving {d}" for d in ("right", "up", "left", "down"))
     assert toy_reward.option_words(directions) == ["right", "up", "left", "down"]
+
+
+def test_saved_frames_come_back_only_for_the_same_sampler_settings(tmp_path):
+    """A table for another judge reuses sampled videos; other sampling settings get none (they would differ)."""
+    frames = {"0.5,0,3,0,0@100": torch.rand(9, 3, 32, 32), "0.3,0,3,0,0@101": torch.rand(9, 3, 32, 32)}
+    sampler = {"pretrained": "toy", "num_inference_steps": 50}
+    path = tmp_path / "mix.safetensors"
+    assert toy_reward.load_frames(path, sampler) == {}
+    toy_reward.save_frames(path, frames, sampler)
+    back = toy_reward.load_frames(path, sampler)
+    assert back.keys() == frames.keys() and all(torch.equal(back[k], frames[k]) for k in frames)
+    assert toy_reward.load_frames(path, {**sampler, "num_inference_steps": 20}) == {}
+    assert not list(tmp_path.glob("*.tmp"))

@@ -182,3 +182,11 @@ def test_queries_ask_what_the_prompts_say():
             assert [queries[2].options[i].split()[3] for i in queries[2].want] == ["triangle"]
             checked += 1
     assert checked >= 30
+
+
+@pytest.mark.parametrize("direction,turn", [("right", 30.0), ("up", -40.0), ("left", 45.0), ("down", 10.0)])
+def test_turned_motion_reads_at_its_angle(direction, turn):
+    """A turn rotates the motion counter-clockwise off its direction word; the pixels read the angle back."""
+    read = world.readout(world.render_uint8(world.Attributes(200.0, "circle", "plain", direction, turn=turn)))
+    assert abs(world.hue_distance(read["angle"], world.ANGLES[direction] + turn)) < 3.0
+    assert read["shape"] == "circle" and read["colour"] == "cyan"

@@ -69,24 +69,26 @@ def clip_ranks(judge, videos, combos) -> dict[str, list[bool]]:
 
 @torch.no_grad()
 def diagonal_ranks(judge, seeds: Sequence[int]) -> dict:
-    """The judge on diagonal motion, which no training caption names: for rendered diagonal videos (each of the
-    four diagonals, over colours, shapes, patterns and seeds), how often the two directions it lies between are
-    the judge's top two of the four direction captions."""
-    hits, total = 0, 0
+    """The judge on diagonal motion, which no caption names: for rendered diagonal videos (each of the four
+    diagonals, over colours, shapes, patterns and seeds), how often the two directions it lies between are the
+    judge's top two of the four direction captions (``top_two``), and ``even``: the mean share the weaker of the
+    two holds of their probability (softmax over the four; 0.5 is an even split, what a mix "between" wants)."""
+    hits, shares = 0, []
     diagonals = [("up", "right"), ("up", "left"), ("down", "left"), ("down", "right")]
     rng = np.random.default_rng(list(seeds))
+    names = list(world.DIRECTIONS)
     for seed in seeds:
         for d1, d2 in diagonals:
             colour, shape, pattern = (list(world.COLOURS)[rng.integers(6)], world.SHAPES[rng.integers(3)],
                                       world.PATTERNS[rng.integers(2)])
             hue = (world.COLOURS[colour] + rng.uniform(-30.0, 30.0)) % 360.0
             video = world.render_uint8(world.Attributes(hue, shape, pattern, f"{d1}-{d2}"))
-            options = [world.caption(colour, shape, pattern, d) for d in world.DIRECTIONS]
+            options = [world.caption(colour, shape, pattern, d) for d in names]
             scores = clip_scores(judge, [torch.from_numpy(video)], options)[0]
-            top = {list(world.DIRECTIONS)[i] for i in scores.topk(2).indices.tolist()}
-            hits += top == {d1, d2}
-            total += 1
-    return {"videos": total, "top_two": hits / total}
+            hits += {names[i] for i in scores.topk(2).indices.tolist()} == {d1, d2}
+            p = torch.softmax(scores, 0)[[names.index(d1), names.index(d2)]]
+            shares.append(float(p.min() / p.sum()))
+    return {"videos": len(shares), "top_two": hits / len(shares), "even": float(np.mean(shares))}
 
 
 def quality(pipe, encode, judge, combos, seeds, steps: int, guidance: float, max_sequence_length: int,

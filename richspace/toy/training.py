@@ -22,7 +22,11 @@ build resumes at the stage it was in):
 5. ``clip``: the toy judge, a CLIPModel whose vision tower takes CLIP_FRAMES evenly spaced
    frames stacked on the channel axis (so it sees motion: richspace.videotext), trained
    contrastively on clips and captions. Clips come rendered, reconstructed, decoded from
-   latents off by up to one latent std (mottled), and generated (stage 4).
+   latents off by up to one latent std (mottled), and generated (stage 4); and, rendered and
+   mottled, with the motion turned up to ``clip_turn`` degrees off its direction word, the
+   target split between the two nearest direction captions (cos^2 and sin^2 of the turn). The
+   captions never name a diagonal, but mixes ask for one ("between up and right"), and a
+   judge that never saw such motion read generated diagonals as one word or the other.
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -33,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -73,6 +77,7 @@ class BuildConfig:
     clip_steps: int = 1500
     clip_batch: int = 128
     clip_lr: float = 2e-3
+    clip_turn: float = 45.0  # the judge also sees the pool with motion turned up to this far off its word (0: not)
     threads: int = 2
 
 
@@ -195,6 +200,22 @@ def to_uint8_video(frames: Tensor) -> Tensor:
     return to_uint8((frames + 1) / 2).permute(0, 2, 1, 3, 4)
 
 
+@torch.no_grad()
+def mottled(vae, mean: Tensor, scale: float, noise: torch.Generator) -> Tensor:
+    """(B, F, 3, H, W) uint8 decodes of latents ``mean`` (the VAE's layout) each off by up to one latent std
+    (``1 / scale``): mottled frames, as generated videos are."""
+    sigma = torch.rand(len(mean), 1, 1, 1, 1, generator=noise) / scale
+    return to_uint8_video(vae.decode(mean + sigma * torch.randn(mean.shape, generator=noise)).sample)
+
+
+def turned_pool(truth: list[world.Attributes], turn: float, seed: int) -> tuple[Tensor, list[world.Attributes]]:
+    """The pool's videos again with their motion turned off its direction word by up to ``turn`` degrees either
+    way (uniform): (N, F, 3, H, W) uint8 and their attributes. Only the judge trains on these."""
+    rng = np.random.default_rng([seed, 1])
+    turned = [replace(a, turn=float(rng.uniform(-turn, turn))) for a in truth]
+    return torch.from_numpy(np.stack([world.render_uint8(a) for a in turned])), turned
+
+
 def _cosine(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -284,6 +305,23 @@ class DenoiserModule(L.LightningModule):
         return _adamw(params, self.lr, self.steps, warmup=200)
 
 
+def caption_target(attrs: world.Attributes, index: dict[tuple[str, ...], int]) -> Tensor:
+    """(captions,) the judge's target for a video: one-hot at its caption; for motion turned off its direction
+    word, split between that caption and the neighbouring direction's as cos^2 and sin^2 of the turn (even at 45
+    degrees), as a hue between colour words sits between them. A neighbour that is no training caption gets none."""
+    target = torch.zeros(len(index))
+    own = (attrs.colour, attrs.shape, attrs.pattern, attrs.direction)
+    share = math.cos(math.radians(attrs.turn)) ** 2
+    angle = (world.ANGLES[attrs.direction] + math.copysign(90.0, attrs.turn)) % 360.0
+    neighbour = own[:3] + (min(world.ANGLES, key=lambda d: world.hue_distance(angle, world.ANGLES[d])),)
+    if not attrs.turn or neighbour not in index:
+        share = 1.0
+    target[index[own]] = share
+    if share < 1.0:
+        target[index[neighbour]] = 1.0 - share
+    return target
+
+
 class CLIPModule(L.LightningModule):
     """The toy judge (CLIPModel on CLIP_FRAMES stacked frames) against every training caption at once.
 
@@ -293,9 +331,9 @@ class CLIPModule(L.LightningModule):
     captions that differ in that attribute alone: the choice the quality floor's ranking makes.
     """
 
-    def __init__(self, views: Tensor, truth: list[world.Attributes], steps: int, lr: float):
-        """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, ...), each
-        showing ``truth[n]``."""
+    def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float):
+        """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, turned, ...);
+        ``truth[v][n]`` is what view v of video n shows (a turned view moves off its direction word)."""
         super().__init__()
         self.views = views
         self.steps, self.lr = steps, lr
@@ -303,7 +341,8 @@ class CLIPModule(L.LightningModule):
         combos = world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
         self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
-        self.labels = torch.tensor([index[(a.colour, a.shape, a.pattern, a.direction)] for a in truth])
+        self.targets = torch.stack([torch.stack([caption_target(a, index) for a in view]) for view in truth])
+        self.labels = self.targets.argmax(-1)  # (V, N): each look's nearest caption
         # groups[c, a]: the training combinations equal to c but for attribute a (c itself included), padded with -1.
         values = [evaluate.VALUES[a] for a in evaluate.ATTRIBUTES]  # the order of a combination's fields
         width = max(len(v) for v in values)
@@ -325,12 +364,13 @@ class CLIPModule(L.LightningModule):
         captions = F.normalize(tensor_features(self.clip.get_text_features(
             input_ids=text.input_ids, attention_mask=text.attention_mask)), dim=-1)
         logits = self.clip.logit_scale.exp() * image @ captions.T  # (B, all training captions)
-        labels = self.labels[index]
-        full = F.cross_entropy(logits, labels)
-        groups = self.groups[labels]  # (B, attributes, width)
+        targets = self.targets[view, index]  # (B, captions): one-hot, or split between two directions
+        full = F.cross_entropy(logits, targets)
+        groups = self.groups[self.labels[view, index]]  # (B, attributes, width)
         grouped = logits.gather(1, groups.clamp(min=0).flatten(1)).view(groups.shape).masked_fill(groups < 0, -1e4)
-        target = (groups == labels[:, None, None]).float().argmax(-1)  # where the true caption sits in each group
-        per_attribute = F.cross_entropy(grouped.flatten(0, 1), target.flatten())
+        wanted = targets.gather(1, groups.clamp(min=0).flatten(1)).view(groups.shape).masked_fill(groups < 0, 0.0)
+        wanted = wanted / wanted.sum(-1, keepdim=True)  # each attribute's share among its own options
+        per_attribute = F.cross_entropy(grouped.flatten(0, 1), wanted.flatten(0, 1))
         loss = full + per_attribute
         self.log_dict({"clip/loss": loss, "clip/full": full, "clip/per_attribute": per_attribute}, prog_bar=True)
         return loss
@@ -411,7 +451,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     if not _done(out, "latents"):
         start = time.time()
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-        means, logvars, recons, rough = [], [], [], []
+        means, logvars, recons = [], [], []
         noise = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():
             for chunk in videos.split(64):
@@ -421,10 +461,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
                 recons.append(to_uint8_video(vae.decode(dist.mean).sample))
         mean, logvar = torch.cat(means), torch.cat(logvars)
         scale = float(1.0 / mean.std())
-        with torch.no_grad():  # latents off by up to one latent std: mottled frames, as generated videos are
-            for m in means:
-                sigma = torch.rand(len(m), 1, 1, 1, 1, generator=noise) / scale
-                rough.append(to_uint8_video(vae.decode(m + sigma * torch.randn(m.shape, generator=noise)).sample))
+        rough = [mottled(vae, m, scale, noise) for m in means]
         vae.register_to_config(scaling_factor=scale)
         vae.save_pretrained(out / "stage-vae")
         # The transformer's layout: (N, F', C, h, w), scaled as the pipeline scales.
@@ -468,8 +505,16 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         made = load_file(out / "generated.safetensors")
         drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
-        views = torch.stack([videos, cached["recons"], cached["rough"], drawn])
-        module = CLIPModule(views, truth, cfg.clip_steps, cfg.clip_lr)
+        looks, seen = [videos, cached["recons"], cached["rough"], drawn], [truth] * 4
+        if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
+            turned, turned_truth = turned_pool(truth, cfg.clip_turn, cfg.seed)
+            vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
+            noise = torch.Generator().manual_seed(cfg.seed + 1)
+            with torch.no_grad():
+                rough = torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
+                                           vae.config.scaling_factor, noise) for c in turned.split(64)])
+            looks, seen = looks + [turned, rough], seen + [turned_truth] * 2
+        module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},

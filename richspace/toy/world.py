@@ -57,13 +57,19 @@ HELD_OUT_PAIRS = {("triangle", "striped")}
 
 @dataclass(frozen=True)
 class Attributes:
-    """One video's ground truth: hue in degrees, a shape, a pattern, a direction and its start offset."""
+    """One video's ground truth: hue in degrees, a shape, a pattern, a direction and its start offset.
+
+    ``turn`` (degrees, counter-clockwise) rotates the motion off the direction word: the judge's
+    training shows motion at any angle, labelled by its nearest words, as it shows hues between
+    colour words (``training.CLIPModule``); the generator never sees it.
+    """
 
     hue: float
     shape: str
     pattern: str
     direction: str
     offset: tuple[int, int] = (0, 0)
+    turn: float = 0.0
 
     @property
     def colour(self) -> str:
@@ -173,9 +179,18 @@ def velocity(direction: str) -> tuple[float, float]:
     return dx / norm, dy / norm
 
 
+def motion(attrs: Attributes) -> tuple[float, float]:
+    """(dx, dy) pixels a frame of a video: its direction's velocity, rotated by its turn."""
+    dx, dy = velocity(attrs.direction)
+    if not attrs.turn:
+        return dx, dy
+    angle = math.atan2(-dy, dx) + math.radians(attrs.turn)
+    return math.cos(angle), -math.sin(angle)
+
+
 def centres(attrs: Attributes) -> np.ndarray:
     """(F, 2) object centres: one pixel a frame, the path centred on the frame plus the start offset."""
-    dx, dy = velocity(attrs.direction)
+    dx, dy = motion(attrs)
     t = np.arange(FRAMES) - (FRAMES - 1) / 2
     return np.stack([SIZE / 2 + attrs.offset[0] + t * dx, SIZE / 2 + attrs.offset[1] + t * dy], axis=1)
 
@@ -189,7 +204,7 @@ def render(attrs: Attributes) -> np.ndarray:
     """(F, 3, H, W) float32 frames in [0, 1] of one video, antialiased by 4x4 supersampling."""
     xs, ys = _subpixels()
     colour = hue_rgb(attrs.hue)
-    dx, dy = velocity(attrs.direction)
+    dx, dy = motion(attrs)
     frames = []
     for cx, cy in centres(attrs):
         x, y = xs - cx, ys - cy
