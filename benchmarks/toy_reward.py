@@ -4,6 +4,8 @@
     python benchmarks/toy_reward.py --grid_points 12   # the grid's first 12 points only (no sampling after a run)
     python benchmarks/toy_reward.py --limit 10 --noises 3   # a quick look
     python benchmarks/toy_reward.py --explain diagonal-down-left-10   # why the reward picks what it picks, one mix
+    python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json
+                                                       # another judge on the same videos: about 2 minutes
 
 Two checks, on the development mixes only (nothing here looks at the test set):
 
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "refine-toy.yaml"))
     parser.add_argument("--experiments", default=str(ROOT / "configs" / "experiments" / "toy-dev.yaml"))
+    parser.add_argument("--clip", default=None, help="the judge instead of the config's model.clip (a build's clip/)")
+    parser.add_argument("--query_temperature", type=float, default=None, help="instead of the config's")
     parser.add_argument("--seed", type=int, default=100, help="the fit seed (benchmarks/toy_mixing.yaml)")
     parser.add_argument("--noises", type=int, default=4, help="noises per candidate: 2 to choose on, the rest scored")
     parser.add_argument("--grid_points", type=int, default=None, help="analyse the grid's first N points only")
@@ -253,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
     cfg = yaml.safe_load(Path(args.config).read_text())
+    for name in ("clip", "query_temperature"):
+        if getattr(args, name) is not None:
+            cfg["model"][name] = getattr(args, name)
     module = RefineModule(Sampler(**cfg["sampler"]), **{**cfg["model"], "noise_samples": 1})
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search (the reward is checked on its candidates)")

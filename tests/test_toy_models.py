@@ -98,7 +98,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from richspace.toy.training import BuildConfig, build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
-                         clip_batch=8)
+                         clip_batch=8, clip_turn=45.0)  # the judge's turned views too
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))

@@ -121,8 +121,8 @@ def meets_floor(result: dict) -> list[str]:
     return low
 
 
-def load_toy(dtype: str = "float32"):
-    """(pipeline without T5, encode, judge) for the shipped toy weights, frozen."""
+def load_toy(dtype: str = "float32", clip: str = "toy"):
+    """(pipeline without T5, encode, judge) for the shipped toy weights (the judge: ``clip``, a directory), frozen."""
     from richspace.encoding import PromptEncoder
     from richspace.sampler import Sampler
     from richspace.weights import resolve_weights
@@ -131,4 +131,4 @@ def load_toy(dtype: str = "float32"):
 
     pipe = Sampler("toy", dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)
-    return pipe, encoder, load_video_text(resolve_weights("toy", "clip"))
+    return pipe, encoder, load_video_text(resolve_weights(clip, "clip"))
