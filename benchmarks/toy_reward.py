@@ -24,8 +24,9 @@ Two checks, on the development mixes only (nothing here looks at the test set):
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
 when it is complete, so ``--grid_points`` and the choosers cost no sampling. The videos go to
-``--frames`` (about 8 MB a mix), so a new table for another judge (``--config`` naming other
-``model.clip`` weights) or reward judges the same videos again in minutes instead of sampling.
+``--frames`` (about 8 MB a mix), so a new table for another judge (``--clip``) or reward
+(``--query_temperature``, or a ``--config`` with other weights) judges the same videos again in
+minutes instead of sampling.
 
 ``--explain MIX`` samples one mix's candidates on the fit seed's noise and shows, beside each one's
 reward, the judge's probability of every option of every query and the pixel readout: where the
