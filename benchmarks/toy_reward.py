@@ -103,14 +103,18 @@ def mix_items(sampler: dict, experiments: str, run_dir: str, seed: int) -> list:
     return data.items
 
 
-def score(module: RefineModule, item, frames: torch.Tensor, weights: ObjectiveWeights) -> float:
-    saved, module.weights = module.weights, weights
-    try:
-        with torch.no_grad():
-            terms = module.terms(item, module.judge.video_features(frames), torch.tensor(item.alpha))
-    finally:
-        module.weights = saved
-    return float(terms["objective"])
+def score(module: RefineModule, item, frames: torch.Tensor, *weights: ObjectiveWeights) -> list[float]:
+    """The objective of one video under each of ``weights``, from one judge feature of it."""
+    saved, out = module.weights, []
+    with torch.no_grad():
+        video = module.judge.video_features(frames)
+        try:
+            for w in weights:
+                module.weights = w
+                out.append(float(module.terms(item, video, torch.tensor(item.alpha))["objective"]))
+        finally:
+            module.weights = saved
+    return out
 
 
 def key(theta) -> str:
@@ -136,8 +140,8 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
                 with torch.no_grad():
                     frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients)[1].contiguous()
             verdict = world.judge(item.meta["expect"], pixels_of(frames[name]))["success"]
-            evals[key(theta)].append({"reward": score(module, item, frames[name], module.weights),
-                                      "old": score(module, item, frames[name], OLD), "success": bool(verdict)})
+            reward, old = score(module, item, frames[name], module.weights, OLD)
+            evals[key(theta)].append({"reward": reward, "old": old, "success": bool(verdict)})
     features = mix_features(item.e_a, item.e_b, item.e_guide, item.alpha).tolist()
     return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
 
@@ -145,14 +149,13 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
 def load_frames(path: Path, sampler: dict) -> dict[str, torch.Tensor]:
     """A mix's saved videos (``theta@seed`` -> frames) where they were sampled with this ``sampler`` config."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     if not path.exists():
         return {}
     with safe_open(path, "pt") as f:
         if (f.metadata() or {}).get("sampler") != json.dumps(sampler, sort_keys=True):
             return {}
-    return load_file(path)
+        return {name: f.get_tensor(name) for name in f.keys()}
 
 
 def save_frames(path: Path, frames: dict[str, torch.Tensor], sampler: dict) -> None:
@@ -286,8 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         video = torch.from_numpy(world.render_uint8(intended(expect))).float() / 255
         ends = [torch.from_numpy(world.render_uint8(a)).float() / 255
                 for a in (plain(item.texts.a), plain(item.texts.b)) if a is not None]
-        mix_score = score(module, item, video, new)
-        rendered.append(all(mix_score > score(module, item, e, new) for e in ends))
+        mix_score = score(module, item, video, new)[0]
+        rendered.append(all(mix_score > score(module, item, e, new)[0] for e in ends))
         # 2. generated: every candidate on every noise (saved after each mix; a rerun continues)
         if item.id not in table["mixes"]:
             path = Path(args.frames) / f"{item.id}.safetensors"
