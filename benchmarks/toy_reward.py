@@ -6,6 +6,8 @@
     python benchmarks/toy_reward.py --explain diagonal-down-left-10   # why the reward picks what it picks, one mix
     python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json
                                                        # another judge on the same videos: about 2 minutes
+    python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
+        --table runs/toy-reward/chains-on-refined.json # chains built on their base's refined parameters (~10 min)
 
 Two checks, on the development mixes only (nothing here looks at the test set):
 
@@ -28,6 +30,10 @@ when it is complete, so ``--grid_points`` and the choosers cost no sampling. The
 (``--query_temperature``, or a ``--config`` with other weights) judges the same videos again in
 minutes instead of sampling.
 
+``--chains_on`` builds each chain on its base's refined parameters (the base's whole conditioning,
+composed in A's place) instead of the base's finder embedding, as a chain would build on a base
+that refinement got right; only the chains are sampled again.
+
 ``--explain MIX`` samples one mix's candidates on the fit seed's noise and shows, beside each one's
 reward, the judge's probability of every option of every query and the pixel readout: where the
 judge and the pixels disagree, the reward ranks wrongly.
@@ -36,6 +42,7 @@ judge and the pixels disagree, the reward ranks wrongly.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -48,12 +55,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from richspace.conditioning import PARAMS  # noqa: E402
+from richspace.conditioning import PARAMS, active, conditioning, offset_direction  # noqa: E402
+from richspace.data import load_refinement  # noqa: E402
+from richspace.finder import find_interpolation  # noqa: E402
 from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised  # noqa: E402
 from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
+from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
 
@@ -103,6 +113,31 @@ def mix_items(sampler: dict, experiments: str, run_dir: str, seed: int) -> list:
     return data.items
 
 
+def on_refined_bases(items: list, experiments: str, refinement: str | Path, guidance: float, k: int) -> tuple[list, dict]:
+    """(items, bases): each chained mix built on its base's refined parameters (a refinement result of these
+    mixes) instead of the base's finder embedding. The chain's A becomes the base's whole conditioning,
+    composed where A's text was (``bases``: chain id -> (texts, weights), for ``RefineModule.objective``);
+    the line's end E_a is the base's mixed text, and the start the finder's alpha from that end."""
+    refined = load_refinement(refinement)
+    by_id, base_of = {i.id: i for i in items}, {s.id: s.base for s in load_specs(experiments) if s.base}
+    out, bases = [], {}
+    for item in items:
+        base_id = base_of.get(item.id)
+        if base_id is None:
+            out.append(item)
+            continue
+        if base_id not in refined:
+            raise SystemExit(f"error: --chains_on {refinement}: no refined parameters for {base_id}, the base of {item.id}")
+        base = by_id[base_id]
+        e_a, e_b, e_guide = base.e_a.double(), base.e_b.double(), base.e_guide.double()
+        texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, e_guide),
+                                      refined[base_id]["params"].vector(guidance))
+        found = find_interpolation(texts[0].float(), item.e_b, item.e_guide, item.n_ids[:3], k)
+        out.append(replace(item, e_a=texts[0].float(), alpha=float(found.alpha), index=int(found.index)))
+        bases[item.id] = active(texts, weights)
+    return out, bases
+
+
 def score(module: RefineModule, item, frames: torch.Tensor, *weights: ObjectiveWeights) -> list[float]:
     """The objective of one video under each of ``weights``, from one judge feature of it."""
     saved, out = module.weights, []
@@ -121,11 +156,11 @@ def key(theta) -> str:
     return ",".join(f"{float(x):.6g}" for x in theta)
 
 
-def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str, torch.Tensor]) -> dict:
+def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str, torch.Tensor], base=None) -> dict:
     """One mix's row of the table: its features, its candidates' thetas (learned.candidate_thetas: the finder's
     alpha, then each grid point, as search clamps them) and, per distinct theta and noise, reward, old objective
     and pixel verdict. ``frames`` holds sampled videos by ``theta@seed``: those there are judged again, not
-    sampled; those sampled are added."""
+    sampled; those sampled are added. ``base``: a chain's base conditioning (``on_refined_bases``)."""
     start = dict(zip(PARAMS[1:], module.rest.tolist()))
     thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
     evals = {}
@@ -138,7 +173,7 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
             name = f"{key(theta)}@{item.seed + j}"
             if name not in frames:
                 with torch.no_grad():
-                    frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients)[1].contiguous()
+                    frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients, base)[1].contiguous()
             verdict = world.judge(item.meta["expect"], pixels_of(frames[name]))["success"]
             reward, old = score(module, item, frames[name], module.weights, OLD)
             evals[key(theta)].append({"reward": reward, "old": old, "success": bool(verdict)})
@@ -174,7 +209,7 @@ def option_words(options: tuple[str, ...]) -> list[str]:
     return [" ".join(w for w in o.split() if w not in common) or o for o in options]
 
 
-def explain(module: RefineModule, item) -> None:
+def explain(module: RefineModule, item, base=None) -> None:
     """One mix: per candidate on the fit seed's noise, its reward, the judge's probability of each query's options
     (the wanted ones starred) and what the pixels show."""
     start = dict(zip(PARAMS[1:], module.rest.tolist()))
@@ -186,7 +221,7 @@ def explain(module: RefineModule, item) -> None:
     print("|---|---|---|" + "---|" * len(queries) + "---|---|")
     for n, theta in enumerate(thetas):
         with torch.no_grad():
-            terms, frames = module.objective(item, torch.tensor(theta, dtype=torch.float64))
+            terms, frames = module.objective(item, torch.tensor(theta, dtype=torch.float64), base)
             video = module.judge.video_features(frames)
             cells = []
             for q in queries:
@@ -236,6 +271,22 @@ def choices(rows: dict, grid: list[dict], start: dict, fit: int, held: list[int]
     return out
 
 
+def rotated(rows: dict, candidates: int, k: int, noises: int) -> list[float]:
+    """Per mix (``rows`` order): the reward's pick on ``k`` noises, scored on a noise it did not see, averaged over
+    every held-out noise and every choice of ``k`` of the others: the fixed split (choose on noises 0-1, score on
+    the rest) without its luck."""
+    out = []
+    for row in rows.values():
+        evals = [row["evals"][t] for t in row["thetas"][:candidates]]
+        verdicts = []
+        for held in range(noises):
+            for fit in itertools.combinations([j for j in range(noises) if j != held], k):
+                rewards = [sum(e[j]["reward"] for j in fit) for e in evals]
+                verdicts.append(float(evals[rewards.index(max(rewards))][held]["success"]))
+        out.append(sum(verdicts) / len(verdicts))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "refine-toy.yaml"))
@@ -250,6 +301,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=str(ROOT / "runs" / "toy-reward" / "candidates.json"))
     parser.add_argument("--frames", default=str(ROOT / "runs" / "toy-reward" / "frames"),
                         help="sampled videos, per mix: a table for another judge or reward judges them again")
+    parser.add_argument("--chains_on", default=None, metavar="REFINEMENT",
+                        help="build each chain on its base's refined parameters from this refinement.json of the "
+                             "same mixes (e.g. runs/toy-mixing/dev/refine/refinement.json), not on the base's finder "
+                             "embedding; give a new --table (chains' videos go to their own frames files)")
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
@@ -270,18 +325,25 @@ def main(argv: list[str] | None = None) -> None:
     table_path = Path(args.table)
     settings = {"config": cfg["model"], "seed": args.seed, "noises": args.noises,
                 "experiments": Path(args.experiments).name}
+    if args.chains_on is not None:
+        settings["chains_on"] = str(args.chains_on)
     table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     module.load_models("cpu")
     new = module.weights
     items = [i for i in mix_items(cfg["sampler"], args.experiments, "runs/toy-reward", args.seed)
-             if "queries" in i.meta and "expect" in i.meta][: args.limit]
+             if "queries" in i.meta and "expect" in i.meta]
+    bases = {}
+    if args.chains_on is not None:
+        items, bases = on_refined_bases(items, args.experiments, args.chains_on, cfg["sampler"]["guidance_scale"],
+                                        cfg["data"]["k"])
+    items = items[: args.limit]
     if args.explain is not None:
         chosen = [i for i in items if i.id == args.explain]
         if not chosen:
             raise SystemExit(f"error: --explain {args.explain}: no such mix with queries in {args.experiments}")
-        return explain(module, chosen[0])
+        return explain(module, chosen[0], bases.get(args.explain))
     rendered = []
     for item in items:
         # 1. rendered: the mix's own render against A's and B's (A of a chain: its base's guide, not rendered)
@@ -293,10 +355,10 @@ def main(argv: list[str] | None = None) -> None:
         rendered.append(all(mix_score > score(module, item, e, new)[0] for e in ends))
         # 2. generated: every candidate on every noise (saved after each mix; a rerun continues)
         if item.id not in table["mixes"]:
-            path = Path(args.frames) / f"{item.id}.safetensors"
+            path = Path(args.frames) / f"{item.id}{'.on-refined-base' if item.id in bases else ''}.safetensors"
             frames = load_frames(path, cfg["sampler"])
             known = len(frames)
-            table["mixes"][item.id] = sample_candidates(module, item, args.noises, frames)
+            table["mixes"][item.id] = sample_candidates(module, item, args.noises, frames, bases.get(item.id))
             if len(frames) > known:
                 save_frames(path, frames, cfg["sampler"])
             atomic_write_text(table_path, json.dumps(table) + "\n")
@@ -322,6 +384,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, rates in picked.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nThe reward's pick on every split of the {args.noises} noises (each held out in turn, chosen on k of the "
+          "others):")
+    print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
+    print("|---|" + "---|" * len(groups))
+    for k in range(1, args.noises):
+        rates = rotated(rows, candidates, k, args.noises)
+        cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
+        print(f"| reward, chosen on {k} noise{'s' if k > 1 else ''} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,22 @@ def conditioning(e_a: Tensor, e_b: Tensor, direction: Tensor, theta: Tensor,
     return torch.stack([mixed, e_a.to(mixed.dtype), e_b.to(mixed.dtype)]), theta[2:5]
 
 
+def on_base(texts: Tensor, weights: Tensor, base_texts: Tensor, base_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """A chain's conditioning when its A stands for its base's composed conditioning, not one embedding.
+
+    ``texts`` (3, L, d) and ``weights`` (3,) are ``conditioning``'s (E_mix, E_a, E_b); the base's are
+    (n, L, d) and (n,) with a positive sum. A's term w_a (c(E_a) - u) becomes w_a times the base's
+    guidance direction per unit weight, sum_i (b_i / sum b) (c(base_i) - u): A's text is replaced by
+    the base's texts. For a base of one text this is that text at weight w_a, exactly.
+    """
+    total = base_weights.sum()
+    if not total > 0:
+        raise ValueError(f"a base's composition weights must have a positive sum; got {base_weights.tolist()}")
+    shares = (base_weights / total).to(weights.dtype)
+    texts = torch.cat([texts[:1], base_texts.to(texts.dtype), texts[2:]])
+    return texts, torch.cat([weights[:1], weights[1] * shares, weights[2:]])
+
+
 def active(embeds: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """The conditions whose weight is not exactly zero (one transformer pass less per dropped text)."""
     keep = weights != 0

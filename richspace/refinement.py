@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from richspace.data import MixDataModule, MixItem
-from richspace.conditioning import PARAMS, MixParams, conditioning, offset_direction
+from richspace.conditioning import PARAMS, MixParams, active, conditioning, offset_direction, on_base
 from richspace.objective import ObjectiveWeights, objective_terms, parse_queries, query_reward
 from richspace.runs import atomic_write, atomic_write_text
 from richspace.sampler import Sampler
@@ -243,15 +243,22 @@ class RefineModule(L.LightningModule):
         rest = self.rest.to(coefficients.device, coefficients.dtype)
         return coefficients, torch.cat([coefficients.mean()[None], rest])
 
-    def objective(self, item: MixItem, coefficients: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def objective(self, item: MixItem, coefficients: Tensor,
+                  base: tuple[Tensor, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
         """The objective of a mix's coefficients (see ``theta``), its noise fixed: the mean over
-        ``noise_samples`` noises of its terms; and the frames the judge saw for the first noise."""
+        ``noise_samples`` noises of its terms; and the frames the judge saw for the first noise.
+        ``base``: (texts, weights) of a chained mix's base, composed where A's text would be
+        (``conditioning.on_base``); item.e_a is then the base's mixed text, the line's end."""
         hp, device = self.hparams, self.sampler.device
         alpha, theta = self.theta(coefficients.to(device))
         e_a, e_b = item.e_a.to(device).double(), item.e_b.to(device).double()
         texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()),
                                       theta, alpha)
-        if self.composed:
+        if base is not None:
+            texts, weights = on_base(texts, weights, base[0].to(device), base[1].to(device))
+            if not weights.requires_grad:  # searching: no pass for a zero weight
+                texts, weights = active(texts, weights)
+        elif self.composed:
             keep = self.learned[2:].to(device) | (weights.detach() != 0)  # a fixed zero weight: no pass for it
             texts, weights = texts[keep], weights[keep]
         else:

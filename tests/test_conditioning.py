@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from richspace.conditioning import MixParams, active, conditioning, mixed_embedding, offset_direction
+from richspace.conditioning import MixParams, active, conditioning, mixed_embedding, offset_direction, on_base
 from richspace.finder import interpolate
 from richspace.objective import parse_queries, query_reward
 from richspace.specs import SpecError, parse_specs
@@ -37,6 +37,30 @@ def test_params_say_how_a_mix_is_sampled():
     assert texts.shape == (3, 4, 2) and weights.tolist() == [0.0, 1.5, 1.5]
     kept, w = active(texts, weights)
     assert torch.equal(kept, texts[1:]) and w.tolist() == [1.5, 1.5]  # no pass for a zero weight
+
+
+def test_a_chain_on_a_composed_base_weighs_the_base_directions_as_its_a():
+    g = torch.Generator().manual_seed(1)
+    e_mix, e_a, e_b, u = (torch.randn(4, 2, generator=g, dtype=torch.float64) for _ in range(4))
+    base = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+
+    def c(text):  # any prediction of a text will do: composition is linear in the predictions, not the texts
+        return torch.tanh(text * 1.7).cumsum(0)
+
+    def predict(texts, weights):  # the sampler's composition: u + sum_i w_i (c_i - u)
+        return c(u) + sum(w * (c(t) - c(u)) for t, w in zip(texts, weights))
+
+    texts, weights = torch.stack([e_mix, e_a, e_b]), torch.tensor([1.5, 2.0, 1.0], dtype=torch.float64)
+    base_weights = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+    got_texts, got_weights = on_base(texts, weights, base, base_weights)
+    assert got_texts.shape == (5, 4, 2) and got_weights.tolist() == [1.5, 0.0, 0.5, 1.5, 1.0]
+    direction = (1.0 * (c(base[1]) - c(u)) + 3.0 * (c(base[2]) - c(u))) / 4.0  # the base's, per unit weight
+    want = c(u) + 1.5 * (c(e_mix) - c(u)) + 2.0 * direction + 1.0 * (c(e_b) - c(u))
+    assert torch.allclose(predict(got_texts, got_weights), want)
+    one_texts, one_weights = on_base(texts, weights, e_a[None], torch.tensor([3.0], dtype=torch.float64))
+    assert torch.equal(one_texts, texts) and torch.equal(one_weights, weights)  # a base of one text: A itself
+    with pytest.raises(ValueError, match="positive sum"):
+        on_base(texts, weights, base, torch.zeros(3, dtype=torch.float64))
 
 
 def test_the_per_attribute_reward_balances_two_wanted_answers():

@@ -1,9 +1,14 @@
 """benchmarks/toy_reward.py's choosers on a hand-made table: each picks on the fit noises and is scored on the others."""
 
+import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
+
+from richspace.finder import find_interpolation, interpolate
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -63,3 +68,58 @@ def test_saved_frames_come_back_only_for_the_same_sampler_settings(tmp_path):
     assert back.keys() == frames.keys() and all(torch.equal(back[k], frames[k]) for k in frames)
     assert toy_reward.load_frames(path, {**sampler, "num_inference_steps": 20}) == {}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_chains_build_on_their_base_s_refined_parameters(tmp_path):
+    """--chains_on: a chain's A is its base's refined conditioning (one text on the line, or the composed texts)."""
+    specs = [s for s in yaml.safe_load((REPO / "configs/experiments/toy-dev.yaml").read_text())
+             if s["id"] in ("chain-base-red-yellow-0", "chain-red-yellow-striped-0", "hue-magenta-red-11")]
+    experiments = tmp_path / "mixes.yaml"
+    experiments.write_text(yaml.safe_dump(specs))
+    sampler = {"pretrained": "toy", "guidance_scale": 3.0, "max_sequence_length": 16}
+    items = toy_reward.mix_items(sampler, str(experiments), str(tmp_path / "run"), 100)
+    by_id = {i.id: i for i in items}
+    base, chain = by_id["chain-base-red-yellow-0"], by_id["chain-red-yellow-striped-0"]
+    assert torch.equal(chain.e_a, base.embeddings["finder"])  # before: the base's finder embedding
+
+    def built(params: dict):
+        refinement = tmp_path / "refinement.json"
+        refinement.write_text(json.dumps({"mixes": {"chain-base-red-yellow-0": {"params": params}}}))
+        return toy_reward.on_refined_bases(items, str(experiments), refinement, 3.0, 30)
+
+    line = {"alpha": 0.3, "offset": 0.0, "w_mix": None, "w_a": 0.0, "w_b": 0.0}
+    out, bases = built(line)
+    assert [i.id for i in out] == [i.id for i in items] and list(bases) == [chain.id]
+    out = {i.id: i for i in out}
+    assert out[base.id] is base and out["hue-magenta-red-11"] is by_id["hue-magenta-red-11"]  # no chain: untouched
+    new = out[chain.id]
+    assert torch.allclose(new.e_a, interpolate(base.e_a, base.e_b, 0.3), atol=1e-5)  # the line's end: the refined embedding
+    assert new.alpha == pytest.approx(float(find_interpolation(new.e_a, chain.e_b, chain.e_guide, chain.n_ids[:3]).alpha))
+    texts, weights = bases[chain.id]
+    assert texts.shape[0] == 1 and weights.tolist() == [3.0]  # on the line: one text at the guidance scale
+    composed = {"alpha": base.alpha, "offset": 0.0, "w_mix": 0.0, "w_a": 1.0, "w_b": 2.0}
+    out, bases = built(composed)
+    texts, weights = bases[chain.id]
+    assert weights.tolist() == [1.0, 2.0]  # A and B of the base, composed as its refinement chose
+    assert torch.allclose(texts.float(), torch.stack([base.e_a, base.e_b]), atol=1e-5)
+    with pytest.raises(SystemExit, match="no refined parameters for chain-base-red-yellow-0"):
+        toy_reward.on_refined_bases(items, str(experiments), _empty(tmp_path), 3.0, 30)
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text('{"mixes": {}}')
+    return path
+
+
+def test_rotated_splits_hold_out_every_noise_in_turn():
+    # candidate 1 wins noises 0-1 on reward but shows the mix only on noise 3; candidate 2 leads on noise 2 alone
+    mix = row([[0.0, 0.0, 0.0, 0.0], [5.0, 5.0, 0.0, 0.0], [0.0, 0.0, 9.0, 0.0]],
+              [[False] * 4, [False, False, False, True], [True, True, True, True]], [0.0] * 8)
+    # k = 3, holding out noise h, sums over the other three: h = 0, 1: candidate 2 (9 against 5) shows it;
+    # h = 2: candidate 1 (10) does not; h = 3: candidate 1 (10 against 9) does
+    assert toy_reward.rotated({"m": mix}, 3, 3, 4) == [0.75]
+    # k = 1: noises 0 and 1 pick candidate 1, noise 2 candidate 2, noise 3 the start (a tie: the first);
+    # held out 0: picks from noises 1, 2, 3 score 0, 1, 0; held out 1: 0, 1, 0; held out 2: 0, 0, 0; held out 3: 1, 1, 1
+    assert toy_reward.rotated({"m": mix}, 3, 1, 4) == [pytest.approx((1 / 3 + 1 / 3 + 0 + 1) / 4)]
+    assert toy_reward.rotated({"m": mix}, 1, 2, 4) == [0.0]  # the start alone never shows it
