@@ -71,18 +71,22 @@ def run(spec: dict, split: str, out: Path) -> tuple[list[dict], list[dict]]:
     import richspace.learned
 
     experiments, root = ROOT / spec[split], out / split
-    fits = {"dev": out / "dev" / "refine"} if "learned" in spec["methods"] else {}
-    if "refined" in spec["methods"]:
-        fits[split] = root / "refine"
-    for name, run_dir in fits.items():  # refinement on the fit seed (dev: the learned predictor's examples)
-        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(ROOT / spec[name]),
-                    "--run_dir", str(run_dir), "--data.seed", str(spec["fit_seed"])])
     predictor = out / "dev" / "predictor"
-    if "learned" in spec["methods"]:
-        code = richspace.learned.main(["--refinement", str(fits["dev"] / "refinement.json"), "--experiments",
-                                       str(ROOT / spec["dev"]), "--out", str(predictor)])
+    prior = bool(spec.get("refine_prior")) and split != "dev"  # on dev, the predictor's own examples: no prior
+    wants_predictor = "learned" in spec["methods"] or (prior and "refined" in spec["methods"])
+
+    def refine(name: str, extra: list[str]) -> None:  # on the fit seed, never scored
+        train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(ROOT / spec[name]),
+                    "--run_dir", str(out / name / "refine"), "--data.seed", str(spec["fit_seed"]), *extra])
+
+    if wants_predictor:  # the dev mixes' refinement: the predictor's examples
+        refine("dev", [])
+        code = richspace.learned.main(["--refinement", str(out / "dev" / "refine" / "refinement.json"),
+                                       "--experiments", str(ROOT / spec["dev"]), "--out", str(predictor)])
         if code:
             raise SystemExit(code)
+    if "refined" in spec["methods"] and not (split == "dev" and wants_predictor):
+        refine(split, ["--model.prior_from", str(predictor)] if prior else [])
 
     def generate(seed: int, name: str, extra: list[str]) -> list[dict]:
         run_dir = root / name
@@ -95,7 +99,7 @@ def run(spec: dict, split: str, out: Path) -> tuple[list[dict], list[dict]]:
     if "compose" not in spec["methods"]:
         scored_extra += ["--data.compose", "null"]
     if "refined" in spec["methods"]:
-        scored_extra += ["--data.alpha_from", str(fits[split] / "refinement.json")]
+        scored_extra += ["--data.alpha_from", str(root / "refine" / "refinement.json")]
     if "learned" in spec["methods"]:
         scored_extra += ["--data.learned_from", str(predictor)]
     scored = [r for s in spec["seeds"] for r in generate(s, f"seed-{s}", scored_extra)]

@@ -18,11 +18,14 @@ Two checks, on the development mixes only (nothing here looks at the test set):
    finder's alpha, then each grid point) is sampled on ``--noises`` noises (the fit seed's, +1,
    ...) and judged by its pixels. A chooser sees the first one or two noises (what
    ``model.noise_samples`` 1 or 2 sees) and is scored on the others, which it never saw: how
-   often its choice shows the mix there. Choosers: the reward; the old objective (guide +
-   soft-min of A and B); the learned ranker (richspace/learned.py) fitted on the other mixes'
-   rewards, leaving the scored mix out; the single candidate best on the other mixes; the
-   finder's alpha; and any candidate (the grid's ceiling). Split by the measured "guide fails"
-   labels of ``--labels`` (benchmarks/toy_mixing.py --split dev) when that file exists.
+   often its choice shows the mix there. Choosers: the reward; the reward with the learned
+   prior (``model.prior_weight``); the old objective (guide + soft-min of A and B); the learned
+   ranker (richspace/learned.py) fitted on the other mixes' rewards, leaving the scored mix out;
+   the single candidate best on the other mixes; the finder's alpha; and any candidate (the
+   grid's ceiling). A second table averages over every split of the noises (each held out in
+   turn, the choice made on one, two or three of the others), which one fixed split cannot.
+   Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
+   dev) when that file exists.
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
 when it is complete, so ``--grid_points`` and the choosers cost no sampling. The videos go to
@@ -58,13 +61,13 @@ sys.path.insert(0, str(ROOT))
 from richspace.conditioning import PARAMS, active, conditioning, offset_direction  # noqa: E402
 from richspace.data import load_refinement  # noqa: E402
 from richspace.finder import find_interpolation  # noqa: E402
-from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised  # noqa: E402
+from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised, with_prior  # noqa: E402
 from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
-from richspace.stats import bootstrap_mean  # noqa: E402
+from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
 
 OLD = ObjectiveWeights(w_guide=1.0, w_balance=1.0)  # the objective before the per-attribute reward
@@ -235,54 +238,72 @@ def explain(module: RefineModule, item, base=None) -> None:
               + f" | {seen} | {world.judge(item.meta['expect'], pixels)['success']} |")
 
 
-def choices(rows: dict, grid: list[dict], start: dict, fit: int, held: list[int], steps: int) -> dict[str, list[float]]:
-    """Per chooser, per mix (``rows`` order): the held-out success rate of the candidate it picks, among the
-    finder's alpha and ``grid``'s points (a prefix of the table's); ``fit`` noises to choose on."""
-    candidates = 1 + len(grid)
-    ids = list(rows)
+def values(row: dict, field: str, noises, candidates: int) -> torch.Tensor:
+    """(candidates,) a table row's ``field`` per candidate, the mean over ``noises``."""
+    return torch.tensor([sum(row["evals"][t][j][field] for j in noises) / len(noises)
+                         for t in row["thetas"][:candidates]])
 
-    def values(mix_id: str, field: str, noises) -> torch.Tensor:  # (candidates,) mean over ``noises``
-        row = rows[mix_id]
-        return torch.tensor([sum(row["evals"][t][j][field] for j in noises) / len(noises)
-                             for t in row["thetas"][:candidates]])
 
-    rewards = torch.stack([values(i, "reward", range(fit)) for i in ids])
-    success = torch.stack([values(i, "success", held) for i in ids])
+def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: int) -> torch.Tensor:
+    """(mixes, candidates) per mix, the scores of the predictor (richspace.learned) fitted on the other mixes' rewards
+    over the ``fit`` noises: what ``python -m richspace.learned`` would give it, had it not seen the mix."""
+    candidates, ids = 1 + len(grid), list(rows)
+    rewards = torch.stack([values(rows[i], "reward", range(fit), candidates) for i in ids])
     features = torch.tensor([rows[i]["features"] for i in ids])
-    out = {
-        "reward, noise 0 only (noise_samples 1)": [float(success[m, int(values(i, "reward", [0]).argmax())])
-                                                   for m, i in enumerate(ids)],
-        f"reward, noises 0-{fit - 1} (noise_samples {fit})": [float(success[m, int(rewards[m].argmax())])
-                                                             for m in range(len(ids))],
-        f"old objective, noises 0-{fit - 1}": [float(success[m, int(values(i, "old", range(fit)).argmax())])
-                                              for m, i in enumerate(ids)],
-        "the finder's alpha (the start)": success[:, 0].tolist(),
-        "learned ranker (this mix left out)": [], "best fixed candidate (this mix left out)": [],
-        "any candidate (the ceiling)": success.max(1).values.tolist(),
-    }
+    out = []
     for m in range(len(ids)):
         keep = torch.arange(len(ids)) != m
         model = fit_predictor(features[keep], rewards[keep], grid, start, steps)
         with torch.no_grad():
-            pick = int(model(features[m:m + 1])[0].argmax())
-        out["learned ranker (this mix left out)"].append(float(success[m, pick]))
+            out.append(model(features[m:m + 1])[0])
+    return torch.stack(out)
+
+
+def choices(rows: dict, grid: list[dict], fit: int, held: list[int], priors: torch.Tensor,
+            prior_weight: float) -> dict[str, list[float]]:
+    """Per chooser, per mix (``rows`` order): the held-out success rate of the candidate it picks, among the
+    finder's alpha and ``grid``'s points (a prefix of the table's); ``fit`` noises to choose on; ``priors``:
+    ``left_out_priors``, weighed by ``prior_weight`` against the rewards (``learned.with_prior``)."""
+    candidates = 1 + len(grid)
+    ids = list(rows)
+
+    rewards = torch.stack([values(rows[i], "reward", range(fit), candidates) for i in ids])
+    success = torch.stack([values(rows[i], "success", held, candidates) for i in ids])
+    out = {
+        "reward, noise 0 only (noise_samples 1)": [float(success[m, int(values(rows[i], "reward", [0], candidates)
+                                                                          .argmax())]) for m, i in enumerate(ids)],
+        f"reward, noises 0-{fit - 1} (noise_samples {fit})": [float(success[m, int(rewards[m].argmax())])
+                                                             for m in range(len(ids))],
+        f"reward, noises 0-{fit - 1}, and the learned prior (weight {prior_weight:g}; this mix left out)": [
+            float(success[m, with_prior(rewards[m], priors[m], prior_weight)]) for m in range(len(ids))],
+        f"old objective, noises 0-{fit - 1}": [float(success[m, int(values(rows[i], "old", range(fit), candidates)
+                                                                    .argmax())]) for m, i in enumerate(ids)],
+        "the finder's alpha (the start)": success[:, 0].tolist(),
+        "learned ranker (this mix left out)": [float(success[m, int(priors[m].argmax())]) for m in range(len(ids))],
+        "best fixed candidate (this mix left out)": [],
+        "any candidate (the ceiling)": success.max(1).values.tolist(),
+    }
+    for m in range(len(ids)):
+        keep = torch.arange(len(ids)) != m
         out["best fixed candidate (this mix left out)"].append(
             float(success[m, int(standardised(rewards[keep]).mean(0).argmax())]))
     return out
 
 
-def rotated(rows: dict, candidates: int, k: int, noises: int) -> list[float]:
+def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tensor | None = None,
+            prior_weight: float = 0.0) -> list[float]:
     """Per mix (``rows`` order): the reward's pick on ``k`` noises, scored on a noise it did not see, averaged over
     every held-out noise and every choice of ``k`` of the others: the fixed split (choose on noises 0-1, score on
-    the rest) without its luck."""
+    the rest) without its luck. With ``priors`` (``left_out_priors``), the pick weighs them in (``with_prior``)."""
     out = []
-    for row in rows.values():
+    for m, row in enumerate(rows.values()):
         evals = [row["evals"][t] for t in row["thetas"][:candidates]]
         verdicts = []
         for held in range(noises):
             for fit in itertools.combinations([j for j in range(noises) if j != held], k):
-                rewards = [sum(e[j]["reward"] for j in fit) for e in evals]
-                verdicts.append(float(evals[rewards.index(max(rewards))][held]["success"]))
+                rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
+                pick = int(rewards.argmax()) if priors is None else with_prior(rewards, priors[m], prior_weight)
+                verdicts.append(float(evals[pick][held]["success"]))
         out.append(sum(verdicts) / len(verdicts))
     return out
 
@@ -323,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search (the reward is checked on its candidates)")
     table_path = Path(args.table)
-    settings = {"config": cfg["model"], "seed": args.seed, "noises": args.noises,
+    sampled = {k: v for k, v in cfg["model"].items() if k not in ("prior_from", "prior_weight")}  # analysis only
+    settings = {"config": sampled, "seed": args.seed, "noises": args.noises,
                 "experiments": Path(args.experiments).name}
     if args.chains_on is not None:
         settings["chains_on"] = str(args.chains_on)
@@ -370,8 +392,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = {i.id: table["mixes"][i.id] for i in items}
     grid = module.grid_points()[: args.grid_points]
     candidates = 1 + len(grid)
-    picked = choices(rows, grid, dict(zip(PARAMS[1:], module.rest.tolist())), 2, list(range(2, args.noises)),
-                     args.steps)
+    priors = left_out_priors(rows, grid, dict(zip(PARAMS[1:], module.rest.tolist())), 2, args.steps)
+    weight = module.hparams.prior_weight
+    picked = choices(rows, grid, 2, list(range(2, args.noises)), priors, weight)
     labels = guide_fails(args.labels)
     groups = {"all mixes": list(rows)}
     if all(i in labels for i in rows):
@@ -388,10 +411,18 @@ def main(argv: list[str] | None = None) -> None:
           "others):")
     print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
     print("|---|" + "---|" * len(groups))
-    for k in range(1, args.noises):
-        rates = rotated(rows, candidates, k, args.noises)
+    rotations = {f"reward, chosen on {k} noise{'s' if k > 1 else ''}": rotated(rows, candidates, k, args.noises)
+                 for k in range(1, args.noises)}
+    for w in sorted({0.25, 0.5, 1.0, weight}):
+        rotations[f"reward on 2 noises and the learned prior, weight {w:g}"] = rotated(rows, candidates, 2, args.noises,
+                                                                                       priors, w)
+    for name, rates in rotations.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
-        print(f"| reward, chosen on {k} noise{'s' if k > 1 else ''} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    alone, prior = rotations["reward, chosen on 2 noises"], rotations[f"reward on 2 noises and the learned prior, weight {weight:g}"]
+    cells = [str(bootstrap_difference([prior[ids.index(i)] for i in members], [alone[ids.index(i)] for i in members]))
+             for members in groups.values()]
+    print(f"| the prior (weight {weight:g}) - the reward alone, paired | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

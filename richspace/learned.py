@@ -122,6 +122,14 @@ def standardised(rewards: Tensor) -> Tensor:
     return (rewards - rewards.mean(-1, keepdim=True)) / rewards.std(-1, keepdim=True).clamp_min(1e-6)
 
 
+def with_prior(rewards: Tensor, prior: Tensor, weight: float) -> int:
+    """The candidate to keep from a mix's own rewards and a predictor's scores for it (the prior, learned across
+    mixes), each standardised over the candidates and added with ``weight`` on the prior: 0 trusts the mix's
+    rewards alone, a large weight the predictor alone. Rewards from a noise or two are noisy; the predictor
+    has seen many mixes. Ties go to the first candidate."""
+    return int((standardised(rewards.double()) + weight * standardised(prior.double())).argmax())
+
+
 def fit_predictor(features: Tensor, rewards: Tensor, candidates: list[dict], start: dict, steps: int = 1000,
                   seed: int = 0, **kwargs) -> MixPredictor:
     """Fits a MixPredictor on (N, 8) features and (N, 1 + candidates) rewards, full batch, on the CPU."""

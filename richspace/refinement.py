@@ -130,6 +130,8 @@ class RefineModule(L.LightningModule):
         query_temperature: float = 1.0,
         autocast: str | None = None,
         frames_every_n_steps: int = 10,
+        prior_from: str | None = None,
+        prior_weight: float = 0.25,
     ) -> None:
         """
         Args:
@@ -159,6 +161,11 @@ class RefineModule(L.LightningModule):
                 weights (richspace.objective); w_queries scores each mix's ``queries`` (where it has them).
             autocast: None, or bfloat16 / float16 autocast for the gradient part.
             frames_every_n_steps: keep the frames every N steps of a mix for TensorBoard.
+            prior_from: a mixing-parameter predictor (``python -m richspace.learned``, fitted on other mixes with
+                this grid): search keeps the candidate best by the mix's rewards and the predictor's scores together
+                (``learned.with_prior``) instead of by its rewards alone. Search mode, ``steps`` 0.
+            prior_weight: the predictor's weight against the mix's rewards, both standardised over the candidates
+                (0.25: chosen on the toy's development mixes, ``benchmarks/toy_reward.py``).
         """
         super().__init__()
         check_weights(clip, "CLIP")
@@ -199,6 +206,11 @@ class RefineModule(L.LightningModule):
             raise ValueError(f"model.autocast must be null, bfloat16 or float16; got {autocast!r}")
         if frames_every_n_steps < 1:
             raise ValueError(f"model.frames_every_n_steps must be >= 1; got {frames_every_n_steps}")
+        if prior_from is not None and (mode != "search" or steps != 0):
+            raise ValueError("model.prior_from scores the grid's candidates: it needs model.mode search and "
+                             f"model.steps 0; got mode {mode}, steps {steps}")
+        if prior_weight < 0:
+            raise ValueError(f"model.prior_weight must be >= 0; got {prior_weight}")
         self.save_hyperparameters(ignore=["sampler"])
         self.hparams.grad_steps = grad_steps
         self.hparams.params = params
@@ -214,6 +226,22 @@ class RefineModule(L.LightningModule):
         self.low, self.high = bounds(alpha_range)
         self._text_cache: dict[tuple[str, ...], Tensor] = {}
         self.judge = None
+        object.__setattr__(self, "prior", None if prior_from is None else self._load_prior(prior_from))
+
+    def _load_prior(self, path: str):
+        """The predictor of ``prior_from``, checked to score this search's candidates (a one-line error if not)."""
+        from richspace.learned import load_predictor
+
+        try:
+            predictor = load_predictor(path)
+        except ValueError:
+            raise ValueError(f"model.prior_from: {path} is not a saved mixing-parameter predictor "
+                             "(python -m richspace.learned writes one)") from None
+        start = dict(zip(PARAMS[1:], self.rest.tolist()))
+        if predictor.config["candidates"] != self.grid_points() or predictor.config["start"] != start:
+            raise ValueError(f"model.prior_from: {path} was fitted for other candidates than model.grid and "
+                             "model.start; fit it on a refinement with this grid")
+        return predictor
 
     # -------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -358,7 +386,8 @@ class RefineModule(L.LightningModule):
     def search(self, item: MixItem, path: Path) -> RefineState:
         """Gradient-free: every grid candidate, then ``steps`` evaluations of a pattern search (each refined
         parameter that changes the sample moved up or down by its step from the best; steps halve when no move
-        improves). Each evaluation is saved; a restart replays the same sequence from the saved evaluations."""
+        improves). Each evaluation is saved; a restart replays the same sequence from the saved evaluations.
+        With a prior (``prior_from``), the candidate kept weighs the prior's scores with the rewards."""
         hp = self.hparams
         state = load_state(path) or self.start(item)
         seen = {tuple(h["theta"]): h for h in state.history}
@@ -403,9 +432,31 @@ class RefineModule(L.LightningModule):
                     break
             if not improved:
                 step = step / 2
+        if self.prior is not None:
+            self.choose_with_prior(item, state, seen)
         state.done = True
         save_state(path, state)
         return state
+
+    def choose_with_prior(self, item: MixItem, state: RefineState, seen: dict[tuple, dict]) -> None:
+        """Makes the best the candidate ``learned.with_prior`` keeps from the mix's rewards and the prior's scores,
+        its frames sampled again where they were not kept."""
+        from richspace.learned import candidate_thetas, mix_features, with_prior
+
+        start = dict(zip(PARAMS[1:], self.rest.tolist()))
+        thetas = candidate_thetas(item.alpha, start, self.grid_points(), self.hparams.alpha_range)
+        thetas[0] = tuple(self.start(item).coefficients.tolist())  # the start as search scored it (unclamped)
+        rewards = torch.tensor([seen[t]["objective"] for t in thetas])
+        features = mix_features(item.e_a.cpu(), item.e_b.cpu(), item.e_guide.cpu(), item.alpha)
+        with torch.no_grad():
+            scores = self.prior(features[None])[0]
+        chosen = seen[thetas[with_prior(rewards, scores, self.hparams.prior_weight)]]
+        state.best = {"objective": chosen["objective"], "coefficients": torch.tensor(chosen["theta"],
+                      dtype=torch.float64), "step": chosen["step"], "prior": scores.tolist()}
+        if chosen["step"] not in state.frames:
+            with torch.no_grad():
+                _, frames = self.objective(item, state.best["coefficients"])
+            state.frames[chosen["step"]] = to_uint8(frames.float().cpu())
 
     def remember(self, state: RefineState, terms: dict, theta: Tensor, frames: Tensor, final: bool = False) -> None:
         """Appends a step to the history (parameters and terms), keeps the best iterate (the start is the first)
@@ -452,7 +503,8 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
     closed-form curve. infer.py reads it (alpha_from).
 
     The refined coefficients are the best iterate seen (the closed-form start is one), so the
-    objective after is never below the objective before.
+    objective after is never below the objective before; with a prior (``model.prior_from``) they are
+    the candidate best by the rewards and the prior together, and ``objective_after`` is that one's.
     """
     from safetensors.torch import save_file
 
@@ -474,6 +526,8 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
             "alpha_last": float(module.theta(state.coefficients)[1][0]),
             "trajectory": state.history,
         }
+        if "prior" in state.best:  # the prior's scores of the candidates (the start, then the grid)
+            entry["prior_scores"] = state.best["prior"]
         if module.hparams.per_token:
             name = f"coefficients/{mix_id}.safetensors"
             atomic_write(run_dir / name, lambda tmp, v=chosen: save_file({"alpha": v.float().contiguous()}, tmp))
@@ -482,7 +536,10 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
     path = run_dir / "refinement.json"
     atomic_write_text(path, json.dumps({"version": 1, "params": module.hparams.params, "mode": module.hparams.mode,
                 "start": dict(zip(PARAMS[1:], module.rest.tolist())), "alpha_range": list(module.hparams.alpha_range),
-                "grid": module.grid_points() if module.hparams.mode == "search" else None, "mixes": mixes}, indent=1) + "\n")
+                "grid": module.grid_points() if module.hparams.mode == "search" else None,
+                "prior_from": module.hparams.prior_from,
+                "prior_weight": module.hparams.prior_weight if module.hparams.prior_from else None,
+                "mixes": mixes}, indent=1) + "\n")
     writer = getattr(logger, "experiment", None)
     if writer is not None and hasattr(writer, "add_scalar"):
         log_refinement(writer, data, states, module.hparams.params)

@@ -111,3 +111,14 @@ def test_learned_from_a_search_refinement(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert learned_main(["--refinement", str(gradient / "refinement.json"), "--experiments", toy, "--out",
                          str(tmp_path / "q")]) == 2
+
+
+def test_the_prior_decides_between_close_rewards_not_far_ones():
+    from richspace.learned import with_prior
+
+    rewards = torch.tensor([1.0, 1.1, -5.0])
+    prior = torch.tensor([0.0, -2.0, 4.0])
+    assert with_prior(rewards, prior, 0.0) == 1  # the rewards alone
+    assert with_prior(rewards, prior, 1e6) == 2  # the prior alone
+    assert with_prior(rewards, prior, 0.25) == 0  # close rewards: the prior tips them; candidate 2 stays out
+    assert with_prior(rewards * 100 + 7, prior, 0.25) == 0  # standardised: the rewards' scale does not matter

@@ -237,6 +237,10 @@ def test_per_token_coefficients_reach_infer(tmp_path):
         (["--model.grid", "{offset: [1.0]}"], "model.grid names ['offset']"),
         (["--model.per_token", "true", "--model.mode", "search"], "model.per_token needs model.params [alpha]"),
         (["--model.noise_samples", "0"], "model.noise_samples must be >= 1"),
+        (["--model.prior_from", "/nonexistent"], "model.prior_from scores the grid's candidates: it needs model.mode"),
+        (["--model.mode", "search", "--model.steps", "0", "--model.prior_from", "/nonexistent"],
+         "model.prior_from: /nonexistent is not a saved mixing-parameter predictor"),
+        (["--model.prior_weight", "-1"], "model.prior_weight must be >= 0"),
     ],
 )
 def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys):
@@ -372,3 +376,41 @@ def test_composed_refinement_reaches_infer(tmp_path):
     row = json.loads((gen_dir / "results.jsonl").read_text())
     assert {"guide", "average", "finder", "compose", "refined"} <= set(row["videos"])
     assert row["alphas"]["compose"] is None and row["alphas"]["refined"] == entry["alpha"]
+
+
+def test_search_with_a_prior_keeps_the_candidate_rewards_and_prior_choose_together(module_and_data, tmp_path):
+    """model.prior_from: a predictor fitted on other mixes weighs in on which candidate search keeps; at a large
+    weight its own favourite, at weight 0 the best reward; its frames are there for TensorBoard either way."""
+    from richspace.conditioning import PARAMS
+    from richspace.learned import candidate_thetas, fit_predictor, mix_features, save_predictor
+
+    _, data = module_and_data
+    item = data.items[0]
+    grid = [{"alpha": 0.0}, {"alpha": 1.0}, {"w_mix": 0.0, "w_a": 1.5, "w_b": 1.5}]
+    params = ["alpha", "offset", "w_mix", "w_a", "w_b"]
+    sampler = Sampler(num_frames=9, height=32, width=32, num_inference_steps=8)
+    start = dict(zip(PARAMS[1:], [0.0, sampler.guidance_scale, 0.0, 0.0]))
+    g = torch.Generator().manual_seed(0)
+    predictor = fit_predictor(torch.randn(6, 8, generator=g), torch.randn(6, 4, generator=g), grid, start, steps=20)
+    save_predictor(predictor, tmp_path / "prior")
+    with torch.no_grad():
+        favourite = int(predictor(mix_features(item.e_a, item.e_b, item.e_guide, item.alpha)[None])[0].argmax())
+
+    def refine(weight: float, name: str):
+        module = RefineModule(sampler, mode="search", params=params, grid=grid, steps=0,
+                              prior_from=str(tmp_path / "prior"), prior_weight=weight)
+        module.load_models("cpu")
+        return module.refine(item, state_path(tmp_path / name, item.id))
+
+    heavy, none = refine(1e6, "heavy"), refine(0.0, "none")
+    assert none.best["objective"] == max(h["objective"] for h in none.history)
+    thetas = candidate_thetas(item.alpha, start, grid, (0.0, 1.0))  # the predictor's order: the start, then the grid
+    assert tuple(heavy.best["coefficients"].tolist()) == thetas[favourite]
+    assert heavy.best["step"] in heavy.frames and none.best["step"] in none.frames
+    assert heavy.best["objective"] < none.best["objective"]  # here the prior's favourite is not the best reward
+    with pytest.raises(ValueError, match="model.prior_from scores the grid's candidates"):
+        RefineModule(sampler, mode="search", params=params, grid=grid, steps=2, prior_from=str(tmp_path / "prior"))
+    with pytest.raises(ValueError, match="fitted for other candidates than model.grid"):
+        RefineModule(sampler, mode="search", params=params, grid=grid[:2], steps=0, prior_from=str(tmp_path / "prior"))
+    with pytest.raises(ValueError, match="is not a saved mixing-parameter predictor"):
+        RefineModule(sampler, mode="search", params=params, grid=grid, steps=0, prior_from=str(tmp_path))

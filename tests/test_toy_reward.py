@@ -34,7 +34,9 @@ def test_choosers_pick_on_fit_noises_and_score_on_held_out_ones():
               [0.1 * i for i in range(8)])
     other = row([[0.0] * 4, [1.0] * 4, [2.0] * 4], [[True] * 4, [False] * 4, [True] * 4], [0.2 * i for i in range(8)])
     rows = {"m": mix, "n": other, "o": other}
-    out = toy_reward.choices(rows, GRID, START, fit=2, held=[2, 3], steps=50)
+    priors = toy_reward.left_out_priors(rows, GRID, START, fit=2, steps=50)
+    assert priors.shape == (3, 3)
+    out = toy_reward.choices(rows, GRID, fit=2, held=[2, 3], priors=priors, prior_weight=0.0)
     assert out["reward, noise 0 only (noise_samples 1)"][0] == 1.0  # candidate 1: held-out verdicts True, True
     assert out["reward, noises 0-1 (noise_samples 2)"][0] == 0.5  # candidate 2: False, True
     assert out["old objective, noises 0-1"][0] == 1.0  # old = -reward here: candidate 1 (mean 2, against 0 and -4)
@@ -44,8 +46,14 @@ def test_choosers_pick_on_fit_noises_and_score_on_held_out_ones():
     assert out["best fixed candidate (this mix left out)"][0] == 0.5
     assert all(0.0 <= v <= 1.0 for v in out["learned ranker (this mix left out)"])
     assert len(out["learned ranker (this mix left out)"]) == 3
+    # the prior weighed in: at weight 0 the reward's own pick, at a large weight the learned ranker's
+    combined = "reward, noises 0-1, and the learned prior (weight {:g}; this mix left out)"
+    assert out[combined.format(0)] == out["reward, noises 0-1 (noise_samples 2)"]
+    heavy = toy_reward.choices(rows, GRID, fit=2, held=[2, 3], priors=priors, prior_weight=1e6)
+    assert heavy[combined.format(1e6)] == heavy["learned ranker (this mix left out)"]
     # a shorter grid: the same table, candidates 0 and 1 only
-    short = toy_reward.choices(rows, GRID[:1], START, fit=2, held=[2, 3], steps=50)
+    short = toy_reward.choices(rows, GRID[:1], fit=2, held=[2, 3],
+                               priors=toy_reward.left_out_priors(rows, GRID[:1], START, fit=2, steps=50), prior_weight=0)
     assert short["reward, noises 0-1 (noise_samples 2)"][0] == 0.5  # candidate 0's mean 0 beats candidate 1's -2
     assert short["any candidate (the ceiling)"][0] == 1.0
 
@@ -123,3 +131,7 @@ def test_rotated_splits_hold_out_every_noise_in_turn():
     # held out 0: picks from noises 1, 2, 3 score 0, 1, 0; held out 1: 0, 1, 0; held out 2: 0, 0, 0; held out 3: 1, 1, 1
     assert toy_reward.rotated({"m": mix}, 3, 1, 4) == [pytest.approx((1 / 3 + 1 / 3 + 0 + 1) / 4)]
     assert toy_reward.rotated({"m": mix}, 1, 2, 4) == [0.0]  # the start alone never shows it
+    # a prior that favours candidate 2 decides where the rewards are close, not where they are far apart
+    prior = torch.tensor([[0.0, 0.0, 3.0]])
+    assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 0.0) == [0.75]
+    assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 1e6) == [1.0]  # the prior alone: candidate 2, always
