@@ -116,7 +116,8 @@ def mix_items(sampler: dict, experiments: str, run_dir: str, seed: int) -> list:
     return data.items
 
 
-def on_refined_bases(items: list, experiments: str, refinement: str | Path, guidance: float, k: int) -> tuple[list, dict]:
+def on_refined_bases(items: list, experiments: str, refinement: str | Path, guidance: float,
+                     k: int) -> tuple[list, dict]:
     """(items, bases): each chained mix built on its base's refined parameters (a refinement result of these
     mixes) instead of the base's finder embedding. The chain's A becomes the base's whole conditioning,
     composed where A's text was (``bases``: chain id -> (texts, weights), for ``RefineModule.objective``);
@@ -130,7 +131,8 @@ def on_refined_bases(items: list, experiments: str, refinement: str | Path, guid
             out.append(item)
             continue
         if base_id not in refined:
-            raise SystemExit(f"error: --chains_on {refinement}: no refined parameters for {base_id}, the base of {item.id}")
+            raise SystemExit(f"error: --chains_on {refinement}: no refined parameters for {base_id}, "
+                             f"the base of {item.id}")
         base = by_id[base_id]
         e_a, e_b, e_guide = base.e_a.double(), base.e_b.double(), base.e_guide.double()
         texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, e_guide),
@@ -176,7 +178,8 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
             name = f"{key(theta)}@{item.seed + j}"
             if name not in frames:
                 with torch.no_grad():
-                    frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients, base)[1].contiguous()
+                    frames[name] = module.objective(replace(item, seed=item.seed + j), coefficients,
+                                                    base)[1].contiguous()
             verdict = world.judge(item.meta["expect"], pixels_of(frames[name]))["success"]
             reward, old = score(module, item, frames[name], module.weights, OLD)
             evals[key(theta)].append({"reward": reward, "old": old, "success": bool(verdict)})
@@ -419,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, rates in rotations.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    alone, prior = rotations["reward, chosen on 2 noises"], rotations[f"reward on 2 noises and the learned prior, weight {weight:g}"]
+    alone = rotations["reward, chosen on 2 noises"]
+    prior = rotations[f"reward on 2 noises and the learned prior, weight {weight:g}"]
     cells = [str(bootstrap_difference([prior[ids.index(i)] for i in members], [alone[ids.index(i)] for i in members]))
              for members in groups.values()]
     print(f"| the prior (weight {weight:g}) - the reward alone, paired | " + " | ".join(cells) + " |")

@@ -52,8 +52,8 @@ def test_choosers_pick_on_fit_noises_and_score_on_held_out_ones():
     heavy = toy_reward.choices(rows, GRID, fit=2, held=[2, 3], priors=priors, prior_weight=1e6)
     assert heavy[combined.format(1e6)] == heavy["learned ranker (this mix left out)"]
     # a shorter grid: the same table, candidates 0 and 1 only
-    short = toy_reward.choices(rows, GRID[:1], fit=2, held=[2, 3],
-                               priors=toy_reward.left_out_priors(rows, GRID[:1], START, fit=2, steps=50), prior_weight=0)
+    short_priors = toy_reward.left_out_priors(rows, GRID[:1], START, fit=2, steps=50)
+    short = toy_reward.choices(rows, GRID[:1], fit=2, held=[2, 3], priors=short_priors, prior_weight=0)
     assert short["reward, noises 0-1 (noise_samples 2)"][0] == 0.5  # candidate 0's mean 0 beats candidate 1's -2
     assert short["any candidate (the ceiling)"][0] == 1.0
 
@@ -101,8 +101,9 @@ def test_chains_build_on_their_base_s_refined_parameters(tmp_path):
     out = {i.id: i for i in out}
     assert out[base.id] is base and out["hue-magenta-red-11"] is by_id["hue-magenta-red-11"]  # no chain: untouched
     new = out[chain.id]
-    assert torch.allclose(new.e_a, interpolate(base.e_a, base.e_b, 0.3), atol=1e-5)  # the line's end: the refined embedding
-    assert new.alpha == pytest.approx(float(find_interpolation(new.e_a, chain.e_b, chain.e_guide, chain.n_ids[:3]).alpha))
+    assert torch.allclose(new.e_a, interpolate(base.e_a, base.e_b, 0.3), atol=1e-5)  # the line's end: the refined one
+    found = find_interpolation(new.e_a, chain.e_b, chain.e_guide, chain.n_ids[:3])
+    assert new.alpha == pytest.approx(float(found.alpha))
     texts, weights = bases[chain.id]
     assert texts.shape[0] == 1 and weights.tolist() == [3.0]  # on the line: one text at the guidance scale
     composed = {"alpha": base.alpha, "offset": 0.0, "w_mix": 0.0, "w_a": 1.0, "w_b": 2.0}
@@ -110,14 +111,10 @@ def test_chains_build_on_their_base_s_refined_parameters(tmp_path):
     texts, weights = bases[chain.id]
     assert weights.tolist() == [1.0, 2.0]  # A and B of the base, composed as its refinement chose
     assert torch.allclose(texts.float(), torch.stack([base.e_a, base.e_b]), atol=1e-5)
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"mixes": {}}')
     with pytest.raises(SystemExit, match="no refined parameters for chain-base-red-yellow-0"):
-        toy_reward.on_refined_bases(items, str(experiments), _empty(tmp_path), 3.0, 30)
-
-
-def _empty(tmp_path):
-    path = tmp_path / "empty.json"
-    path.write_text('{"mixes": {}}')
-    return path
+        toy_reward.on_refined_bases(items, str(experiments), empty, 3.0, 30)
 
 
 def test_rotated_splits_hold_out_every_noise_in_turn():
@@ -131,7 +128,7 @@ def test_rotated_splits_hold_out_every_noise_in_turn():
     # held out 0: picks from noises 1, 2, 3 score 0, 1, 0; held out 1: 0, 1, 0; held out 2: 0, 0, 0; held out 3: 1, 1, 1
     assert toy_reward.rotated({"m": mix}, 3, 1, 4) == [pytest.approx((1 / 3 + 1 / 3 + 0 + 1) / 4)]
     assert toy_reward.rotated({"m": mix}, 1, 2, 4) == [0.0]  # the start alone never shows it
-    # a prior that favours candidate 2 decides where the rewards are close, not where they are far apart
+    # a prior favouring candidate 2: at weight 0 the reward's pick as above; at a huge weight candidate 2 always
     prior = torch.tensor([[0.0, 0.0, 3.0]])
     assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 0.0) == [0.75]
-    assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 1e6) == [1.0]  # the prior alone: candidate 2, always
+    assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 1e6) == [1.0]  # candidate 2 shows it on every noise
