@@ -58,13 +58,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from richspace.conditioning import PARAMS, active, conditioning, offset_direction  # noqa: E402
+from richspace.conditioning import active, conditioning, offset_direction  # noqa: E402
 from richspace.data import load_refinement  # noqa: E402
 from richspace.finder import find_interpolation  # noqa: E402
-from richspace.learned import candidate_thetas, fit_predictor, mix_features, standardised, with_prior  # noqa: E402
+from richspace.learned import fit_predictor, mix_features, standardised, with_prior  # noqa: E402
 from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
-from richspace.runs import atomic_write_text  # noqa: E402
+from richspace.runs import atomic_write, atomic_write_text  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
@@ -166,8 +166,7 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
     alpha, then each grid point, as search clamps them) and, per distinct theta and noise, reward, old objective
     and pixel verdict. ``frames`` holds sampled videos by ``theta@seed``: those there are judged again, not
     sampled; those sampled are added. ``base``: a chain's base conditioning (``on_refined_bases``)."""
-    start = dict(zip(PARAMS[1:], module.rest.tolist()))
-    thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
+    thetas = module.listed_candidates(item.alpha)
     evals = {}
     for theta in thetas:
         if key(theta) in evals:
@@ -202,10 +201,7 @@ def load_frames(path: Path, sampler: dict) -> dict[str, torch.Tensor]:
 def save_frames(path: Path, frames: dict[str, torch.Tensor], sampler: dict) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(frames, tmp, metadata={"sampler": json.dumps(sampler, sort_keys=True)})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(frames, tmp, metadata={"sampler": json.dumps(sampler, sort_keys=True)}))
 
 
 def option_words(options: tuple[str, ...]) -> list[str]:
@@ -218,8 +214,7 @@ def option_words(options: tuple[str, ...]) -> list[str]:
 def explain(module: RefineModule, item, base=None) -> None:
     """One mix: per candidate on the fit seed's noise, its reward, the judge's probability of each query's options
     (the wanted ones starred) and what the pixels show."""
-    start = dict(zip(PARAMS[1:], module.rest.tolist()))
-    thetas = candidate_thetas(item.alpha, start, module.grid_points(), module.hparams.alpha_range)
+    thetas = module.listed_candidates(item.alpha)
     queries = parse_queries(item.meta["queries"], item.id)
     print(f"{item.id}: expects {item.meta['expect']}; candidates on the fit seed's noise (seed {item.seed})")
     print("| # | alpha, offset, w_mix, w_a, w_b | reward | " + " | ".join(f"query {i}" for i in range(len(queries)))
@@ -395,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {i.id: table["mixes"][i.id] for i in items}
     grid = module.grid_points()[: args.grid_points]
     candidates = 1 + len(grid)
-    priors = left_out_priors(rows, grid, dict(zip(PARAMS[1:], module.rest.tolist())), 2, args.steps)
+    priors = left_out_priors(rows, grid, module.start_values, 2, args.steps)
     weight = module.hparams.prior_weight
     picked = choices(rows, grid, 2, list(range(2, args.noises)), priors, weight)
     labels = guide_fails(args.labels)

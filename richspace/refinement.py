@@ -237,8 +237,7 @@ class RefineModule(L.LightningModule):
         except ValueError:
             raise ValueError(f"model.prior_from: {path} is not a saved mixing-parameter predictor "
                              "(python -m richspace.learned writes one)") from None
-        start = dict(zip(PARAMS[1:], self.rest.tolist()))
-        if predictor.config["candidates"] != self.grid_points() or predictor.config["start"] != start:
+        if predictor.config["candidates"] != self.grid_points() or predictor.config["start"] != self.start_values:
             raise ValueError(f"model.prior_from: {path} was fitted for other candidates than model.grid and "
                              "model.start; fit it on a refinement with this grid")
         return predictor
@@ -366,6 +365,18 @@ class RefineModule(L.LightningModule):
         points = self.grid_points()
         return {p: [point[p] for point in points if p in point] for p in PARAMS}
 
+    @property
+    def start_values(self) -> dict[str, float]:
+        """The parameters other than alpha at their start values (alpha starts at the finder's)."""
+        return dict(zip(PARAMS[1:], self.rest.tolist()))
+
+    def listed_candidates(self, finder_alpha: float) -> list[tuple[float, ...]]:
+        """Each candidate's theta in the predictor's order (learned.candidate_thetas): the start, then every grid
+        point, clamped as search clamps them, duplicates kept."""
+        from richspace.learned import candidate_thetas
+
+        return candidate_thetas(finder_alpha, self.start_values, self.grid_points(), self.hparams.alpha_range)
+
     def grid_points(self) -> list[dict[str, float]]:
         """Search mode's grid as points, {parameter: value} (the parameters a point leaves out keep the start's)."""
         grid = self.hparams.grid or {"alpha": [i / 10 for i in range(11)]}
@@ -441,10 +452,9 @@ class RefineModule(L.LightningModule):
     def choose_with_prior(self, item: MixItem, state: RefineState, seen: dict[tuple, dict]) -> None:
         """Makes the best the candidate ``learned.with_prior`` keeps from the mix's rewards and the prior's scores,
         its frames sampled again where they were not kept."""
-        from richspace.learned import candidate_thetas, mix_features, with_prior
+        from richspace.learned import mix_features, with_prior
 
-        start = dict(zip(PARAMS[1:], self.rest.tolist()))
-        thetas = candidate_thetas(item.alpha, start, self.grid_points(), self.hparams.alpha_range)
+        thetas = self.listed_candidates(item.alpha)
         thetas[0] = tuple(self.start(item).coefficients.tolist())  # the start as search scored it (unclamped)
         rewards = torch.tensor([seen[t]["objective"] for t in thetas])
         features = mix_features(item.e_a.cpu(), item.e_b.cpu(), item.e_guide.cpu(), item.alpha)
@@ -535,7 +545,7 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
         mixes[mix_id] = entry
     path = run_dir / "refinement.json"
     atomic_write_text(path, json.dumps({"version": 1, "params": module.hparams.params, "mode": module.hparams.mode,
-                "start": dict(zip(PARAMS[1:], module.rest.tolist())), "alpha_range": list(module.hparams.alpha_range),
+                "start": module.start_values, "alpha_range": list(module.hparams.alpha_range),
                 "grid": module.grid_points() if module.hparams.mode == "search" else None,
                 "prior_from": module.hparams.prior_from,
                 "prior_weight": module.hparams.prior_weight if module.hparams.prior_from else None,
