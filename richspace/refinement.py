@@ -270,10 +270,10 @@ class RefineModule(L.LightningModule):
         rest = self.rest.to(coefficients.device, coefficients.dtype)
         return coefficients, torch.cat([coefficients.mean()[None], rest])
 
-    def objective(self, item: MixItem, coefficients: Tensor,
-                  base: tuple[Tensor, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    def objective(self, item: MixItem, coefficients: Tensor, base: tuple[Tensor, Tensor] | None = None,
+                  noises: int | None = None) -> tuple[dict[str, Tensor], Tensor]:
         """The objective of a mix's coefficients (see ``theta``), its noise fixed: the mean over
-        ``noise_samples`` noises of its terms; and the frames the judge saw for the first noise.
+        ``noises`` (default ``noise_samples``) noises of its terms; and the frames the judge saw for the first noise.
         ``base``: (texts, weights) of a chained mix's base, composed where A's text would be
         (``conditioning.on_base``); item.e_a is then the base's mixed text, the line's end."""
         hp, device = self.hparams, self.sampler.device
@@ -293,7 +293,7 @@ class RefineModule(L.LightningModule):
         autocast = (torch.autocast(device.type, dtype=DTYPES[hp.autocast]) if hp.autocast
                     else contextlib.nullcontext())
         runs, first = [], None
-        for j in range(hp.noise_samples):
+        for j in range(hp.noise_samples if noises is None else noises):
             with autocast:
                 frames = self.sampler.sample(texts, item.negative, item.seed + j, hp.grad_steps,
                                              hp.decode_latent_frames, weights).float()
@@ -451,7 +451,7 @@ class RefineModule(L.LightningModule):
 
     def choose_with_prior(self, item: MixItem, state: RefineState, seen: dict[tuple, dict]) -> None:
         """Makes the best the candidate ``learned.with_prior`` keeps from the mix's rewards and the prior's scores,
-        its frames sampled again where they were not kept."""
+        its frames (the first noise's) sampled again where they were not kept."""
         from richspace.learned import mix_features, with_prior
 
         thetas = self.listed_candidates(item.alpha)
@@ -465,7 +465,7 @@ class RefineModule(L.LightningModule):
                       dtype=torch.float64), "step": chosen["step"], "prior": scores.tolist()}
         if chosen["step"] not in state.frames:
             with torch.no_grad():
-                _, frames = self.objective(item, state.best["coefficients"])
+                _, frames = self.objective(item, state.best["coefficients"], noises=1)
             state.frames[chosen["step"]] = to_uint8(frames.float().cpu())
 
     def remember(self, state: RefineState, terms: dict, theta: Tensor, frames: Tensor, final: bool = False) -> None:

@@ -18,6 +18,7 @@ from richspace.objective import soft_min
 from richspace.videotext import resize_normalise
 from richspace.refinement import RefineDataModule, RefineModule, load_state, state_path
 from richspace.sampler import Sampler
+from richspace.video import to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--config", str(REPO / "configs" / "refine-tiny.yaml")]  # the random tiny checkpoint
@@ -396,17 +397,37 @@ def test_search_with_a_prior_keeps_the_candidate_rewards_and_prior_choose_togeth
     with torch.no_grad():
         favourite = int(predictor(mix_features(item.e_a, item.e_b, item.e_guide, item.alpha)[None])[0].argmax())
 
+    seeds = []  # the noise of every sampling
+    sample = sampler.sample
+
+    def counted(*args, **kwargs):
+        seeds.append(args[2])
+        return sample(*args, **kwargs)
+
     def refine(weight: float, name: str):
-        module = RefineModule(sampler, mode="search", params=params, grid=grid, steps=0,
+        module = RefineModule(sampler, mode="search", params=params, grid=grid, steps=0, noise_samples=2,
                               prior_from=str(tmp_path / "prior"), prior_weight=weight)
         module.load_models("cpu")
-        return module.refine(item, state_path(tmp_path / name, item.id))
+        seeds.clear()
+        object.__setattr__(sampler, "sample", counted)
+        try:
+            return module, module.refine(item, state_path(tmp_path / name, item.id))
+        finally:
+            object.__delattr__(sampler, "sample")
 
-    heavy, none = refine(1e6, "heavy"), refine(0.0, "none")
+    (module, heavy), heavy_seeds = refine(1e6, "heavy"), list(seeds)
+    _, none = refine(0.0, "none")
     assert none.best["objective"] == max(h["objective"] for h in none.history)
     thetas = candidate_thetas(item.alpha, start, grid, (0.0, 1.0))  # the predictor's order: the start, then the grid
     assert tuple(heavy.best["coefficients"].tolist()) == thetas[favourite]
     assert heavy.best["step"] in heavy.frames and none.best["step"] in none.frames
+    # Search samples each candidate on 2 noises; the kept one's frames again, on the first noise only, if dropped.
+    sampled = len(set(thetas))
+    assert heavy_seeds[:2 * sampled] == [item.seed, item.seed + 1] * sampled
+    assert heavy_seeds[2 * sampled:] in ([], [item.seed])
+    with torch.no_grad():
+        frames = module.objective(item, heavy.best["coefficients"], noises=1)[1]
+    assert torch.equal(heavy.frames[heavy.best["step"]], to_uint8(frames.float().cpu()))
     assert heavy.best["objective"] < none.best["objective"]  # here the prior's favourite is not the best reward
     with pytest.raises(ValueError, match="model.prior_from scores the grid's candidates"):
         RefineModule(sampler, mode="search", params=params, grid=grid, steps=2, prior_from=str(tmp_path / "prior"))
