@@ -98,7 +98,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from richspace.toy.training import BuildConfig, build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
-                         clip_batch=8, clip_turn=45.0)  # the judge's turned views too
+                         clip_batch=8, clip_turn=45.0, clip_words=1.0)  # the judge's turned views and words too
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))
@@ -143,3 +143,19 @@ def test_judge_target_splits_turned_motion_between_the_two_nearest_directions():
     assert torch.allclose(target("down", 45.0), torch.tensor([0.5, 0, 0, 0.5, 0]))  # down turned CCW: right
     square = caption_target(world.Attributes(0.0, "square", "plain", "up", turn=30.0), index)
     assert square.tolist() == [0, 0, 0, 0, 1.0]  # its neighbour (a red plain square moving left) is no caption
+
+
+def test_judge_word_targets_are_each_attributes_share_of_the_caption_target():
+    """clip_words: per attribute, the words alone ('plain', 'moving up') with the caption target's mass on each:
+    one-hot for colour, shape and pattern; split as the caption target splits for turned motion."""
+    from richspace.toy import evaluate, world
+    from richspace.toy.training import CLIPModule
+
+    truth = [[world.Attributes(5.0, "circle", "plain", "right", turn=30.0)]]
+    module = CLIPModule(torch.zeros(1, 1, world.FRAMES, 3, world.SIZE, world.SIZE, dtype=torch.uint8), truth,
+                        steps=1, lr=1e-3, words=1.0)
+    shares = module.targets[0, 0] @ module.word_of
+    words = [world.attribute_text(a, v) for a in evaluate.ATTRIBUTES for v in evaluate.VALUES[a]]
+    got = {words[i]: round(float(shares[i]), 6) for i in range(len(words)) if shares[i] > 0}
+    assert got == {"red": 1.0, "circle": 1.0, "plain": 1.0, "moving right": 0.75, "moving up": 0.25}
+    assert [[words[i] for i in g] for g in module.word_groups][2] == ["plain", "striped"]

@@ -27,7 +27,9 @@ build resumes at the stage it was in):
    target split between the two nearest direction captions (cos^2 and sin^2 of the turn):
    the captions never name a diagonal, but mixes ask for one ("between up and right"). Off by
    default: the shipped judge was built without it (BENCHMARKS.md, "A judge that sees turned
-   motion").
+   motion"). ``clip_words`` adds a softmax per attribute over its words alone ("plain",
+   "striped"), so the judge reads one attribute whatever the others are; also off by default
+   (BENCHMARKS.md, issue 13's sixth pass: on dev it picked no better with the shipped prior).
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -80,6 +82,8 @@ class BuildConfig:
     clip_lr: float = 2e-3
     clip_turn: float = 0.0  # degrees: the judge also sees the pool with its motion turned up to this far off its
     #   direction word (0: not). 45 reads rendered diagonals right but chose no better on dev (BENCHMARKS.md)
+    clip_words: float = 0.0  # weight of the judge's per-word loss: each attribute's words alone ('striped',
+    #   'triangle') against the video, so it reads an attribute apart from the others (0: not)
     threads: int = 2
 
 
@@ -333,16 +337,24 @@ class CLIPModule(L.LightningModule):
     captions that differ in that attribute alone: the choice the quality floor's ranking makes.
     """
 
-    def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float):
+    def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float, words: float = 0.0):
         """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, turned, ...);
-        ``truth[v][n]`` is what view v of video n shows (a turned view moves off its direction word)."""
+        ``truth[v][n]`` is what view v of video n shows (a turned view moves off its direction word). ``words``:
+        the weight of a softmax per attribute over its words alone ('plain', 'striped'), the target each word's
+        share of the video's caption target: the judge learns to read an attribute whatever the others are."""
         super().__init__()
         self.views = views
-        self.steps, self.lr = steps, lr
+        self.steps, self.lr, self.words = steps, lr, words
         self.clip, self.tokenizer = build_clip()
         combos = world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
         self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
+        # word_of[c, w]: 1 where caption c has word w; words ordered attribute by attribute (evaluate.ATTRIBUTES).
+        words_ = [(a, v) for a in evaluate.ATTRIBUTES for v in evaluate.VALUES[a]]
+        self.word_text = self.tokenizer([world.attribute_text(a, v) for a, v in words_], padding=True,
+                                        return_tensors="pt")
+        self.word_of = torch.tensor([[float(c[evaluate.ATTRIBUTES.index(a)] == v) for a, v in words_] for c in combos])
+        self.word_groups = [[i for i, (a, _) in enumerate(words_) if a == attribute] for attribute in evaluate.ATTRIBUTES]
         self.targets = torch.stack([torch.stack([caption_target(a, index) for a in view]) for view in truth])
         self.labels = self.targets.argmax(-1)  # (V, N): each look's nearest caption
         # groups[c, a]: the training combinations equal to c but for attribute a (c itself included), padded with -1.
@@ -374,7 +386,16 @@ class CLIPModule(L.LightningModule):
         wanted = wanted / wanted.sum(-1, keepdim=True)  # each attribute's share among its own options
         per_attribute = F.cross_entropy(grouped.flatten(0, 1), wanted.flatten(0, 1))
         loss = full + per_attribute
-        self.log_dict({"clip/loss": loss, "clip/full": full, "clip/per_attribute": per_attribute}, prog_bar=True)
+        logged = {"clip/full": full, "clip/per_attribute": per_attribute}
+        if self.words:
+            words = F.normalize(tensor_features(self.clip.get_text_features(
+                input_ids=self.word_text.input_ids, attention_mask=self.word_text.attention_mask)), dim=-1)
+            word_logits = self.clip.logit_scale.exp() * image @ words.T  # (B, every attribute's words)
+            word_targets = targets @ self.word_of  # (B, words): each attribute's shares sum to 1
+            logged["clip/words"] = torch.stack([F.cross_entropy(word_logits[:, g], word_targets[:, g])
+                                                for g in self.word_groups]).mean()
+            loss = loss + self.words * logged["clip/words"]
+        self.log_dict({"clip/loss": loss, **logged}, prog_bar=True)
         return loss
 
     def configure_optimizers(self):
@@ -516,7 +537,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
                 rough = torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
                                            vae.config.scaling_factor, noise) for c in turned.split(64)])
             looks, seen = looks + [turned, rough], seen + [turned_truth] * 2
-        module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr)
+        module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},

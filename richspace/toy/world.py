@@ -92,6 +92,11 @@ def caption(colour: str, shape: str, pattern: str, direction: str) -> str:
     return " ".join(["a", colour, pattern, shape, "moving", direction])
 
 
+def attribute_text(attribute: str, value: str) -> str:
+    """One attribute's words in a caption, alone: 'red', 'striped', 'triangle', 'moving left'."""
+    return f"moving {value}" if attribute == "direction" else value
+
+
 def vocabulary() -> list[str]:
     """Every word a toy caption or mix prompt may use: the toy T5's word-level vocabulary."""
     return ["a", "an", "and", "moving", *COLOURS, *MIX_COLOURS.values(), *SHAPES, *PATTERNS, *DIRECTIONS]
