@@ -98,7 +98,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from richspace.toy.training import BuildConfig, build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
-                         clip_batch=8, clip_turn=45.0, clip_words=1.0)  # the judge's turned views and words too
+                         clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2)  # every judge option too
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))
@@ -148,7 +148,6 @@ def test_judge_target_splits_turned_motion_between_the_two_nearest_directions():
 def test_judge_word_targets_are_each_attributes_share_of_the_caption_target():
     """clip_words: per attribute, the words alone ('plain', 'moving up') with the caption target's mass on each:
     one-hot for colour, shape and pattern; split as the caption target splits for turned motion."""
-    from richspace.toy import evaluate, world
     from richspace.toy.training import CLIPModule
 
     truth = [[world.Attributes(5.0, "circle", "plain", "right", turn=30.0)]]
@@ -159,3 +158,32 @@ def test_judge_word_targets_are_each_attributes_share_of_the_caption_target():
     got = {words[i]: round(float(shares[i]), 6) for i in range(len(words)) if shares[i] > 0}
     assert got == {"red": 1.0, "circle": 1.0, "plain": 1.0, "moving right": 0.75, "moving up": 0.25}
     assert [[words[i] for i in g] for g in module.word_groups][2] == ["plain", "striped"]
+
+
+def test_composed_videos_are_labelled_by_their_pixels():
+    """composed: the shipped toy pipeline draws from two training captions composed or interpolated; each kept
+    video's word target is what its own pixels show, its direction split by its angle."""
+    import lightning as L
+
+    from richspace.toy.training import BuildConfig, CLIPModule, _loader, composed_pool, judge_words, render_pool
+
+    videos, targets = composed_pool(WEIGHTS / "cogvideox", replace(BuildConfig(), composed=3))
+    assert len(videos) == len(targets) >= 1 and videos.dtype == torch.uint8
+    words = judge_words()
+    for video, target in zip(videos, targets):
+        read = world.readout(video.numpy())
+        for attribute in ("colour", "shape", "pattern"):
+            assert target[words.index((attribute, read[attribute]))] == 1.0
+        directions = [i for i, (a, _) in enumerate(words) if a == "direction"]
+        assert abs(float(target[directions].sum()) - 1.0) < 1e-6
+        assert float(target[words.index(("direction", read["direction"]))]) >= 0.5  # the nearest word leads
+    assert set(evaluate.ATTRIBUTES) == {a for a, _ in words}
+    pool, _, truth = render_pool(8, seed=0)
+    with pytest.raises(ValueError, match="give clip_words > 0"):
+        CLIPModule(pool[None], [truth], steps=1, lr=1e-3, composed=videos, composed_targets=targets)
+    module = CLIPModule(pool[None], [truth], steps=1, lr=1e-3, words=1.0, composed=videos, composed_targets=targets)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, _loader(len(pool), 4, 0))
+    logged = trainer.callback_metrics
+    assert {"clip/words", "clip/composed"} <= set(logged) and torch.isfinite(logged["clip/composed"])

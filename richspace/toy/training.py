@@ -30,6 +30,9 @@ build resumes at the stage it was in):
    motion"). ``clip_words`` adds a softmax per attribute over its words alone ("plain",
    "striped"), so the judge reads one attribute whatever the others are; also off by default
    (BENCHMARKS.md, issue 13's sixth pass: on dev it picked no better with the shipped prior).
+   ``composed`` adds a stage before it: videos drawn from two training captions composed or
+   interpolated (as refinement's candidates are), labelled by their own pixels and read through
+   the words alone; off by default too (same section: on dev it picked worse).
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -84,6 +87,8 @@ class BuildConfig:
     #   direction word (0: not). 45 reads rendered diagonals right but chose no better on dev (BENCHMARKS.md)
     clip_words: float = 0.0  # weight of the judge's per-word loss: each attribute's words alone ('striped',
     #   'triangle') against the video, so it reads an attribute apart from the others (0: not)
+    composed: int = 0  # videos drawn from two training captions composed or interpolated, labelled by their pixels,
+    #   that the judge reads through its words (needs clip_words > 0; 0: none)
     threads: int = 2
 
 
@@ -311,20 +316,45 @@ class DenoiserModule(L.LightningModule):
         return _adamw(params, self.lr, self.steps, warmup=200)
 
 
+def neighbour_share(direction: str, turn: float) -> tuple[str, float]:
+    """The direction word a motion turned ``turn`` degrees off ``direction`` leans to, and the share of the target
+    ``direction`` keeps: cos^2 of the turn (the neighbour takes the rest; even at 45 degrees)."""
+    angle = (world.ANGLES[direction] + math.copysign(90.0, turn)) % 360.0
+    neighbour = min(world.ANGLES, key=lambda d: world.hue_distance(angle, world.ANGLES[d]))
+    return neighbour, math.cos(math.radians(turn)) ** 2
+
+
 def caption_target(attrs: world.Attributes, index: dict[tuple[str, ...], int]) -> Tensor:
     """(captions,) the judge's target for a video: one-hot at its caption; for motion turned off its direction
     word, split between that caption and the neighbouring direction's as cos^2 and sin^2 of the turn (even at 45
     degrees), as a hue between colour words sits between them. A neighbour that is no training caption gets none."""
     target = torch.zeros(len(index))
     own = (attrs.colour, attrs.shape, attrs.pattern, attrs.direction)
-    share = math.cos(math.radians(attrs.turn)) ** 2
-    angle = (world.ANGLES[attrs.direction] + math.copysign(90.0, attrs.turn)) % 360.0
-    neighbour = own[:3] + (min(world.ANGLES, key=lambda d: world.hue_distance(angle, world.ANGLES[d])),)
+    direction, share = neighbour_share(attrs.direction, attrs.turn)
+    neighbour = own[:3] + (direction,)
     if not attrs.turn or neighbour not in index:
         share = 1.0
     target[index[own]] = share
     if share < 1.0:
         target[index[neighbour]] = 1.0 - share
+    return target
+
+
+def judge_words() -> list[tuple[str, str]]:
+    """(attribute, value) of every word the judge reads alone, attribute by attribute (evaluate.ATTRIBUTES)."""
+    return [(a, v) for a in evaluate.ATTRIBUTES for v in evaluate.VALUES[a]]
+
+
+def word_target(attrs: world.Attributes) -> Tensor:
+    """(words,) a video's target over ``judge_words``: one-hot per attribute, its direction split as
+    ``caption_target`` splits it. Any pair, a striped triangle too: words are no captions."""
+    words = judge_words()
+    target = torch.zeros(len(words))
+    for attribute in ("colour", "shape", "pattern"):
+        target[words.index((attribute, getattr(attrs, attribute)))] = 1.0
+    direction, share = neighbour_share(attrs.direction, attrs.turn) if attrs.turn else (attrs.direction, 1.0)
+    target[words.index(("direction", attrs.direction))] = share
+    target[words.index(("direction", direction))] += 1.0 - share
     return target
 
 
@@ -337,20 +367,26 @@ class CLIPModule(L.LightningModule):
     captions that differ in that attribute alone: the choice the quality floor's ranking makes.
     """
 
-    def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float, words: float = 0.0):
+    def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float, words: float = 0.0,
+                 composed: Tensor | None = None, composed_targets: Tensor | None = None):
         """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, turned, ...);
         ``truth[v][n]`` is what view v of video n shows (a turned view moves off its direction word). ``words``:
         the weight of a softmax per attribute over its words alone ('plain', 'striped'), the target each word's
-        share of the video's caption target: the judge learns to read an attribute whatever the others are."""
+        share of the video's caption target: the judge learns to read an attribute whatever the others are.
+        ``composed`` (M, F, 3, H, W) uint8 and ``composed_targets`` (M, words): more videos, read through the
+        words alone (``word_target``), half a batch of them a step."""
         super().__init__()
+        if composed is not None and not words:
+            raise ValueError("composed videos are read through the judge's words: give clip_words > 0")
         self.views = views
         self.steps, self.lr, self.words = steps, lr, words
+        self.composed, self.composed_targets = composed, composed_targets
         self.clip, self.tokenizer = build_clip()
         combos = world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
         self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
         # word_of[c, w]: 1 where caption c has word w; words ordered attribute by attribute (evaluate.ATTRIBUTES).
-        words_ = [(a, v) for a in evaluate.ATTRIBUTES for v in evaluate.VALUES[a]]
+        words_ = judge_words()
         self.word_text = self.tokenizer([world.attribute_text(a, v) for a, v in words_], padding=True,
                                         return_tensors="pt")
         self.word_of = torch.tensor([[float(c[evaluate.ATTRIBUTES.index(a)] == v) for a, v in words_] for c in combos])
@@ -369,12 +405,21 @@ class CLIPModule(L.LightningModule):
         self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
+    def image_features(self, videos: Tensor) -> Tensor:
+        """(B, D) unit features of (B, F, 3, H, W) uint8 videos: CLIP_FRAMES of their frames stacked."""
+        clips = videos[:, frame_indices(world.FRAMES, CLIP_FRAMES)]  # (B, k, 3, H, W)
+        pixels = ((clips.float() / 255 - self.pixel_mean) / self.pixel_std).flatten(1, 2)  # (B, 3k, H, W)
+        return F.normalize(tensor_features(self.clip.get_image_features(pixel_values=pixels)), dim=-1)
+
+    def word_loss(self, image: Tensor, targets: Tensor, words: Tensor) -> Tensor:
+        """The mean over attributes of each attribute's softmax over its words, against ``targets`` (B, words)."""
+        logits = self.clip.logit_scale.exp() * image @ words.T  # (B, every attribute's words)
+        return torch.stack([F.cross_entropy(logits[:, g], targets[:, g]) for g in self.word_groups]).mean()
+
     def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
         view = torch.randint(0, len(self.views), (len(index),))
-        clips = self.views[view, index][:, frame_indices(world.FRAMES, CLIP_FRAMES)]  # (B, k, 3, H, W)
-        pixels = ((clips.float() / 255 - self.pixel_mean) / self.pixel_std).flatten(1, 2)  # (B, 3k, H, W)
         text = self.text
-        image = F.normalize(tensor_features(self.clip.get_image_features(pixel_values=pixels)), dim=-1)
+        image = self.image_features(self.views[view, index])
         captions = F.normalize(tensor_features(self.clip.get_text_features(
             input_ids=text.input_ids, attention_mask=text.attention_mask)), dim=-1)
         logits = self.clip.logit_scale.exp() * image @ captions.T  # (B, all training captions)
@@ -390,11 +435,13 @@ class CLIPModule(L.LightningModule):
         if self.words:
             words = F.normalize(tensor_features(self.clip.get_text_features(
                 input_ids=self.word_text.input_ids, attention_mask=self.word_text.attention_mask)), dim=-1)
-            word_logits = self.clip.logit_scale.exp() * image @ words.T  # (B, every attribute's words)
-            word_targets = targets @ self.word_of  # (B, words): each attribute's shares sum to 1
-            logged["clip/words"] = torch.stack([F.cross_entropy(word_logits[:, g], word_targets[:, g])
-                                                for g in self.word_groups]).mean()
+            logged["clip/words"] = self.word_loss(image, targets @ self.word_of, words)  # each word's share
             loss = loss + self.words * logged["clip/words"]
+            if self.composed is not None and len(self.composed):
+                pick = torch.randint(0, len(self.composed), (max(1, len(index) // 2),))
+                logged["clip/composed"] = self.word_loss(self.image_features(self.composed[pick]),
+                                                         self.composed_targets[pick], words)
+                loss = loss + self.words * logged["clip/composed"]
         self.log_dict({"clip/loss": loss, **logged}, prog_bar=True)
         return loss
 
@@ -419,6 +466,55 @@ def generate_pool(pipeline: Path, captions: list[str], truth: list[world.Attribu
         read = world.readout(video.numpy())
         kept.append(all(read.get(a) == getattr(attrs, a) for a in evaluate.ATTRIBUTES))
     return torch.stack(made), torch.tensor(kept)
+
+
+COMPOSED_WEIGHTS = ((1.5, 1.5), (2.0, 1.0), (1.0, 2.0), (1.0, 1.0), (2.0, 2.0))  # as refinement's grid composes
+
+
+def composed_pool(pipeline: Path, cfg: BuildConfig) -> tuple[Tensor, Tensor]:
+    """(M, F, 3, H, W) uint8 videos the trained pipeline draws from two training captions that differ in one or two
+    attributes, composed while sampling (weights from COMPOSED_WEIGHTS) or interpolated (alpha 0.3, 0.5, 0.7, at
+    the guidance scale), on seeds no evaluation uses; and (M, words) what each one's pixels show (``word_target``).
+    Videos with no object or no motion are left out. Mixes ask the judge about such videos, which single
+    captions never draw (a striped triangle, a hue between words), so it learns them from their pixels."""
+    from richspace.encoding import PromptEncoder
+    from richspace.sampler import Sampler
+
+    sampler = Sampler(str(pipeline), "float32", num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE,
+                      num_inference_steps=cfg.generated_steps, guidance_scale=cfg.generated_guidance,
+                      max_sequence_length=TEXT_LEN).load("cpu")
+    encoder = PromptEncoder(pipeline, "", TEXT_LEN)
+    (negative,), _ = encoder([""])
+    combos = world.training_combinations()
+    rng = np.random.default_rng(cfg.seed + 2)
+    videos, targets = [], []
+    for i in range(cfg.composed):
+        a = combos[int(rng.integers(len(combos)))]
+        while True:  # B: A with one or two attributes changed, itself a training combination
+            b = list(a)
+            for j in rng.choice(4, size=int(rng.integers(1, 3)), replace=False):
+                b[j] = evaluate.VALUES[evaluate.ATTRIBUTES[j]][int(rng.integers(len(evaluate.VALUES[evaluate.ATTRIBUTES[j]])))]
+            if tuple(b) in combos and tuple(b) != a:
+                break
+        texts, _ = encoder([world.caption(*a), world.caption(*b)])
+        if rng.random() < 0.5:
+            weights = torch.tensor(COMPOSED_WEIGHTS[int(rng.integers(len(COMPOSED_WEIGHTS)))], dtype=texts.dtype)
+        else:
+            alpha = float(rng.choice([0.3, 0.5, 0.7]))
+            texts, weights = alpha * texts[0] + (1 - alpha) * texts[1], None
+        with torch.no_grad():
+            frames = sampler.sample(texts, negative, cfg.seed * 10**6 + 2 * 10**5 + i, 0, None, weights)
+        video = to_uint8(frames.float())
+        read = world.readout(video.numpy())
+        if not read["present"] or read["direction"] == "still":
+            continue
+        turn = (read["angle"] - world.ANGLES[read["direction"]] + 180.0) % 360.0 - 180.0  # counter-clockwise
+        videos.append(video)
+        targets.append(word_target(world.Attributes(read["hue"], read["shape"], read["pattern"], read["direction"],
+                                                    turn=turn)))
+    if not videos:
+        return torch.zeros(0, world.FRAMES, 3, world.SIZE, world.SIZE, dtype=torch.uint8), torch.zeros(0, len(judge_words()))
+    return torch.stack(videos), torch.stack(targets)
 
 
 # ---- the build ----------------------------------------------------------------------------------
@@ -522,10 +618,17 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         save_file({"videos": generated.contiguous(), "kept": kept}, out / "generated.safetensors")
         _mark(out, "generated", time.time() - start, videos=len(kept), kept=round(float(kept.float().mean()), 3))
 
+    if cfg.composed and not _done(out, "composed"):
+        start = time.time()
+        drawn, targets = composed_pool(out / "cogvideox", cfg)
+        save_file({"videos": drawn.contiguous(), "targets": targets.contiguous()}, out / "composed.safetensors")
+        _mark(out, "composed", time.time() - start, videos=cfg.composed, kept=len(drawn))
+
     if not _done(out, "clip"):
         start = time.time()
         L.seed_everything(cfg.seed, verbose=False)
         made = load_file(out / "generated.safetensors")
+        composed = load_file(out / "composed.safetensors") if cfg.composed else {}
         drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
         looks, seen = [videos, cached["recons"], cached["rough"], drawn], [truth] * 4
@@ -537,7 +640,8 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
                 rough = torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
                                            vae.config.scaling_factor, noise) for c in turned.split(64)])
             looks, seen = looks + [turned, rough], seen + [turned_truth] * 2
-        module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words)
+        module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words,
+                            composed.get("videos"), composed.get("targets"))
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},
