@@ -386,11 +386,12 @@ class CLIPModule(L.LightningModule):
         index = {c: i for i, c in enumerate(combos)}
         self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
         # word_of[c, w]: 1 where caption c has word w; words ordered attribute by attribute (evaluate.ATTRIBUTES).
-        words_ = judge_words()
-        self.word_text = self.tokenizer([world.attribute_text(a, v) for a, v in words_], padding=True,
+        listed = judge_words()
+        self.word_text = self.tokenizer([world.attribute_text(a, v) for a, v in listed], padding=True,
                                         return_tensors="pt")
-        self.word_of = torch.tensor([[float(c[evaluate.ATTRIBUTES.index(a)] == v) for a, v in words_] for c in combos])
-        self.word_groups = [[i for i, (a, _) in enumerate(words_) if a == attribute] for attribute in evaluate.ATTRIBUTES]
+        self.word_of = torch.tensor([[float(c[evaluate.ATTRIBUTES.index(a)] == v) for a, v in listed] for c in combos])
+        self.word_groups = [[i for i, (a, _) in enumerate(listed) if a == attribute]
+                            for attribute in evaluate.ATTRIBUTES]
         self.targets = torch.stack([torch.stack([caption_target(a, index) for a in view]) for view in truth])
         self.labels = self.targets.argmax(-1)  # (V, N): each look's nearest caption
         # groups[c, a]: the training combinations equal to c but for attribute a (c itself included), padded with -1.
@@ -493,7 +494,8 @@ def composed_pool(pipeline: Path, cfg: BuildConfig) -> tuple[Tensor, Tensor]:
         while True:  # B: A with one or two attributes changed, itself a training combination
             b = list(a)
             for j in rng.choice(4, size=int(rng.integers(1, 3)), replace=False):
-                b[j] = evaluate.VALUES[evaluate.ATTRIBUTES[j]][int(rng.integers(len(evaluate.VALUES[evaluate.ATTRIBUTES[j]])))]
+                values = evaluate.VALUES[evaluate.ATTRIBUTES[j]]
+                b[j] = values[int(rng.integers(len(values)))]
             if tuple(b) in combos and tuple(b) != a:
                 break
         texts, _ = encoder([world.caption(*a), world.caption(*b)])
@@ -513,7 +515,8 @@ def composed_pool(pipeline: Path, cfg: BuildConfig) -> tuple[Tensor, Tensor]:
         targets.append(word_target(world.Attributes(read["hue"], read["shape"], read["pattern"], read["direction"],
                                                     turn=turn)))
     if not videos:
-        return torch.zeros(0, world.FRAMES, 3, world.SIZE, world.SIZE, dtype=torch.uint8), torch.zeros(0, len(judge_words()))
+        empty = torch.zeros(0, world.FRAMES, 3, world.SIZE, world.SIZE, dtype=torch.uint8)
+        return empty, torch.zeros(0, len(judge_words()))
     return torch.stack(videos), torch.stack(targets)
 
 
