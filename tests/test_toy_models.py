@@ -160,12 +160,13 @@ def test_judge_word_targets_are_each_attributes_share_of_the_caption_target():
     assert [[words[i] for i in g] for g in module.word_groups][2] == ["plain", "striped"]
 
 
-def test_composed_videos_are_labelled_by_their_pixels():
+def test_composed_videos_are_labelled_by_their_pixels(tmp_path):
     """composed: the shipped toy pipeline draws from two training captions composed or interpolated; each kept
     video's word target is what its own pixels show, its direction split by its angle."""
     import lightning as L
 
-    from richspace.toy.training import BuildConfig, CLIPModule, _loader, composed_pool, judge_words, render_pool
+    from richspace.toy.training import (BuildConfig, CLIPModule, _loader, build, composed_pool, judge_words,
+                                        render_pool)
 
     videos, targets = composed_pool(WEIGHTS / "cogvideox", replace(BuildConfig(), composed=3))
     assert len(videos) == len(targets) >= 1 and videos.dtype == torch.uint8
@@ -181,6 +182,9 @@ def test_composed_videos_are_labelled_by_their_pixels():
     pool, _, truth = render_pool(8, seed=0)
     with pytest.raises(ValueError, match="give clip_words > 0"):
         CLIPModule(pool[None], [truth], steps=1, lr=1e-3, composed=videos, composed_targets=targets)
+    with pytest.raises(ValueError, match="give --clip_words > 0 too"):  # the build refuses before any stage
+        build(tmp_path / "refused", replace(BuildConfig(), composed=2))
+    assert not (tmp_path / "refused").exists()
     module = CLIPModule(pool[None], [truth], steps=1, lr=1e-3, words=1.0, composed=videos, composed_targets=targets)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)

@@ -550,6 +550,8 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     from transformers import CLIPImageProcessor, CLIPProcessor
 
     cfg = config or BuildConfig()
+    if cfg.composed and not cfg.clip_words:  # before any stage: the judge would refuse them only at the end
+        raise ValueError("--composed videos are read through the judge's words: give --clip_words > 0 too")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "build_config.json"
