@@ -98,7 +98,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from richspace.toy.training import BuildConfig, build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
-                         clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2)  # every judge option too
+                         clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2, clip_held_out=3)  # every judge option
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))
@@ -191,3 +191,23 @@ def test_composed_videos_are_labelled_by_their_pixels(tmp_path):
     trainer.fit(module, _loader(len(pool), 4, 0))
     logged = trainer.callback_metrics
     assert {"clip/words", "clip/composed"} <= set(logged) and torch.isfinite(logged["clip/composed"])
+
+
+def test_judge_held_out_pair_videos_are_striped_triangles_with_their_own_captions():
+    """clip_held_out: rendered videos of the held-out pair only, read as striped triangles by their pixels; the judge
+    then reads their captions too, a striped triangle's shape against the striped square and circle."""
+    from richspace.toy.training import CLIPModule, render_pool
+
+    combos = world.held_out_pair_combinations()
+    assert len(combos) == 24 and not set(combos) & set(world.training_combinations())
+    videos, captions, truth = render_pool(30, seed=2, combos=combos)
+    assert len(set(captions)) == 24 and all("striped triangle" in c for c in captions)
+    assert all(world.readout(v.numpy())["shape"] == "triangle" and world.readout(v.numpy())["pattern"] == "striped"
+               for v in videos[:6])
+    module = CLIPModule(videos[None], [truth], steps=1, lr=1e-3, combos=world.training_combinations() + combos)
+    names = [world.caption(*c) for c in world.training_combinations() + combos]
+    shapes = module.groups[module.labels[0, 0], evaluate.ATTRIBUTES.index("shape")]
+    assert sorted(names[i] for i in shapes.tolist() if i >= 0) == sorted(
+        captions[0].replace("triangle", s) for s in world.SHAPES)
+    with pytest.raises(KeyError):  # without the held-out captions, a striped triangle has no caption to learn
+        CLIPModule(videos[None], [truth], steps=1, lr=1e-3)

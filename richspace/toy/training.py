@@ -32,7 +32,10 @@ build resumes at the stage it was in):
    (BENCHMARKS.md, issue 13's sixth pass: on dev it picked no better with the shipped prior).
    ``composed`` adds a stage before it: videos drawn from two training captions composed or
    interpolated (as refinement's candidates are), labelled by their own pixels and read through
-   the words alone; off by default too (same section: on dev it picked worse).
+   the words alone; off by default too (same section: on dev it picked worse). ``clip_held_out``
+   adds rendered and mottled videos of the held-out pair (striped triangles) with their captions,
+   which the generator never sees: the judge's world is then wider than the generator's, as a
+   real CLIP's is than CogVideoX's.
 
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
@@ -89,6 +92,8 @@ class BuildConfig:
     #   'triangle') against the video, so it reads an attribute apart from the others (0: not)
     composed: int = 0  # videos drawn from two training captions composed or interpolated, labelled by their pixels,
     #   that the judge reads through its words (needs clip_words > 0; 0: none)
+    clip_held_out: int = 0  # rendered videos of the held-out pair (striped triangles) that only the judge trains on,
+    #   with their captions: a judge whose world is wider than the generator's, as CLIP's is than CogVideoX's (0: none)
     threads: int = 2
 
 
@@ -171,10 +176,12 @@ def t5_tokenizer():
 # ---- data ---------------------------------------------------------------------------------------
 
 
-def render_pool(count: int, seed: int) -> tuple[Tensor, list[str], list[world.Attributes]]:
-    """(N, F, 3, H, W) uint8 training videos, their captions and attributes, from the training combinations."""
+def render_pool(count: int, seed: int, combos: list[tuple[str, ...]] | None = None
+                ) -> tuple[Tensor, list[str], list[world.Attributes]]:
+    """(N, F, 3, H, W) uint8 training videos, their captions and attributes, from ``combos`` (default: the
+    training combinations), each once before any repeats."""
     rng = np.random.default_rng(seed)
-    combos = world.training_combinations()
+    combos = combos or world.training_combinations()
     videos, captions, truth = [], [], []
     for i in range(count):
         combo = combos[i % len(combos)] if i < len(combos) else combos[rng.integers(len(combos))]
@@ -368,13 +375,15 @@ class CLIPModule(L.LightningModule):
     """
 
     def __init__(self, views: Tensor, truth: list[list[world.Attributes]], steps: int, lr: float, words: float = 0.0,
-                 composed: Tensor | None = None, composed_targets: Tensor | None = None):
+                 composed: Tensor | None = None, composed_targets: Tensor | None = None,
+                 combos: list[tuple[str, ...]] | None = None):
         """views: (V, N, F, 3, H, W) uint8, V looks of the N pool videos (rendered, reconstructed, turned, ...);
         ``truth[v][n]`` is what view v of video n shows (a turned view moves off its direction word). ``words``:
         the weight of a softmax per attribute over its words alone ('plain', 'striped'), the target each word's
         share of the video's caption target: the judge learns to read an attribute whatever the others are.
         ``composed`` (M, F, 3, H, W) uint8 and ``composed_targets`` (M, words): more videos, read through the
-        words alone (``word_target``), half a batch of them a step."""
+        words alone (``word_target``), half a batch of them a step. ``combos``: the captions the judge reads (default:
+        the training combinations; every view's videos must show one of them)."""
         super().__init__()
         if composed is not None and not words:
             raise ValueError("composed videos are read through the judge's words: give clip_words > 0")
@@ -382,7 +391,7 @@ class CLIPModule(L.LightningModule):
         self.steps, self.lr, self.words = steps, lr, words
         self.composed, self.composed_targets = composed, composed_targets
         self.clip, self.tokenizer = build_clip()
-        combos = world.training_combinations()
+        combos = combos or world.training_combinations()
         index = {c: i for i, c in enumerate(combos)}
         self.text = self.tokenizer([world.caption(*c) for c in combos], padding=True, return_tensors="pt")  # once
         # word_of[c, w]: 1 where caption c has word w; words ordered attribute by attribute (evaluate.ATTRIBUTES).
@@ -636,18 +645,30 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         composed = load_file(out / "composed.safetensors") if cfg.composed else {}
         drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
-        looks, seen = [videos, cached["recons"], cached["rough"], drawn], [truth] * 4
-        if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
-            turned, turned_truth = turned_pool(truth, cfg.clip_turn, cfg.seed)
-            vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-            noise = torch.Generator().manual_seed(cfg.seed + 1)
+        vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
+
+        def rough_of(clips: Tensor, seed: int) -> Tensor:  # mottled decodes, as the latents stage makes the pool's
+            noise = torch.Generator().manual_seed(seed)
             with torch.no_grad():
-                rough = torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
-                                           vae.config.scaling_factor, noise) for c in turned.split(64)])
-            looks, seen = looks + [turned, rough], seen + [turned_truth] * 2
+                return torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
+                                          vae.config.scaling_factor, noise) for c in clips.split(64)])
+
+        looks, seen, combos = [videos, cached["recons"], cached["rough"], drawn], truth, None
+        if cfg.clip_held_out:  # rendered and mottled only: the generator draws none to stand in for generated ones
+            extra, _, extra_truth = render_pool(cfg.clip_held_out, cfg.seed + 2, world.held_out_pair_combinations())
+            with torch.no_grad():
+                recons = torch.cat([to_uint8_video(vae.decode(vae.encode(to_vae_input(c)).latent_dist.mean).sample)
+                                    for c in extra.split(64)])
+            rough = rough_of(extra, cfg.seed + 2)
+            looks = [torch.cat(pair) for pair in zip(looks, [extra, recons, rough, rough])]
+            seen, combos = truth + extra_truth, world.training_combinations() + world.held_out_pair_combinations()
+        seen = [seen] * 4
+        if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
+            turned, turned_truth = turned_pool(seen[0], cfg.clip_turn, cfg.seed)
+            looks, seen = looks + [turned, rough_of(turned, cfg.seed + 1)], seen + [turned_truth] * 2
         module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words,
-                            composed.get("videos"), composed.get("targets"))
-        _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(videos), cfg.clip_batch, cfg.seed))
+                            composed.get("videos"), composed.get("targets"), combos)
+        _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(looks[0]), cfg.clip_batch, cfg.seed))
         module.clip.eval().save_pretrained(out / "clip")
         processor = CLIPImageProcessor(size={"shortest_edge": world.SIZE},
                                        crop_size={"height": world.SIZE, "width": world.SIZE},

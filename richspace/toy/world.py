@@ -145,6 +145,11 @@ def training_combinations() -> list[tuple[str, str, str, str]]:
     return [c for c in all_combinations() if c not in held and (c[1], c[2]) not in HELD_OUT_PAIRS]
 
 
+def held_out_pair_combinations() -> list[tuple[str, str, str, str]]:
+    """Every combination with a held-out pair (the 24 striped triangles): no generator training video shows one."""
+    return [c for c in all_combinations() if (c[1], c[2]) in HELD_OUT_PAIRS]
+
+
 def sample_attributes(rng: np.random.Generator, combination: tuple[str, str, str, str]) -> Attributes:
     """A random video of a combination: a hue anywhere in the colour word's 60-degree band, a start within JITTER."""
     colour, shape, pattern, direction = combination
