@@ -4,8 +4,8 @@
     python benchmarks/toy_reward.py --grid_points 12   # the grid's first 12 points only (no sampling after a run)
     python benchmarks/toy_reward.py --limit 10 --noises 3   # a quick look
     python benchmarks/toy_reward.py --explain diagonal-down-left-10   # why the reward picks what it picks, one mix
-    python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json
-                                                       # another judge on the same videos: about 2 minutes
+    python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json \
+        --against runs/toy-reward/candidates.json      # another judge on the same videos, paired: about 3 minutes
     python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
         --table runs/toy-reward/chains-on-refined.json # chains built on their base's refined parameters (~10 min)
 
@@ -24,8 +24,10 @@ Two checks, on the development mixes only (nothing here looks at the test set):
    the single candidate best on the other mixes; the finder's alpha; and any candidate (the
    grid's ceiling). A second table averages over every split of the noises (each held out in
    turn, the choice made on one, two or three of the others), which one fixed split cannot.
+   A third splits, by kind, what is lost into what no candidate draws and what the pick misses.
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
-   dev) when that file exists.
+   dev) when that file exists. ``--against TABLE`` adds the paired differences against another
+   table of the same videos (another ``--clip`` or reward), chooser by chooser.
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
 when it is complete, so ``--grid_points`` and the choosers cost no sampling. The videos go to
@@ -306,6 +308,27 @@ def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tens
     return out
 
 
+def best_candidate(rows: dict, candidates: int, noises: int) -> list[float]:
+    """Per mix (``rows`` order): the share of the noises on which its single best candidate shows the mix, the most a
+    pick of one candidate per mix (what refinement keeps for every seed) can score on them."""
+    return [max(sum(e["success"] for e in row["evals"][t][:noises]) / noises for t in row["thetas"][:candidates])
+            for row in rows.values()]
+
+
+def by_kind(rows: dict, groups: dict[str, list[str]], best: list[float], picked: list[float]) -> list[str]:
+    """Markdown rows: per group and kind, the mixes, the best candidate's share, the pick's, and where the rest is lost:
+    to the candidates (none shows the mix) or to the pick (one does, another is kept)."""
+    ids, out = list(rows), []
+    for group, members in groups.items():
+        kinds: dict[str, list[int]] = {}
+        for i in members:
+            kinds.setdefault(rows[i]["kind"], []).append(ids.index(i))
+        for kind, idx in kinds.items():
+            b, p = (sum(v[m] for m in idx) / len(idx) for v in (best, picked))
+            out.append(f"| {group} | {kind} | {len(idx)} | {b:.0%} | {p:.0%} | {1 - b:.0%} | {b - p:.0%} |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "refine-toy.yaml"))
@@ -325,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                              "same mixes (e.g. runs/toy-mixing/dev/refine/refinement.json), not on the base's finder "
                              "embedding; give a new --table (chains' videos go to their own frames files)")
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
+    parser.add_argument("--against", default=None, metavar="TABLE",
+                        help="another --table of the same videos (another judge or reward): paired differences")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
     args = parser.parse_args(argv)
@@ -422,6 +447,41 @@ def main(argv: list[str] | None = None) -> None:
     cells = [str(bootstrap_difference([prior[ids.index(i)] for i in members], [alone[ids.index(i)] for i in members]))
              for members in groups.values()]
     print(f"| the prior (weight {weight:g}) - the reward alone, paired | " + " | ".join(cells) + " |")
+    best = best_candidate(rows, candidates, args.noises)
+    print(f"\nWhere the mix is lost, by kind (means over mixes, too few for intervals): the best single candidate's "
+          f"share of the {args.noises} noises, and the shipped chooser's (the reward on 2 noises and the prior, "
+          f"weight {weight:g}, every split):")
+    print("| group | kind | mixes | best candidate | chooser | lost to the candidates | lost to the pick |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(by_kind(rows, groups, best, prior)))
+    if args.against is not None:
+        theirs = json.loads(Path(args.against).read_text())["mixes"]
+        mine = {"the reward alone": alone, f"the reward and the prior (weight {weight:g})": prior}
+        print(f"\nThis table - {args.against}, paired over the same videos (every split, chosen on 2 noises):")
+        print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
+        print("|---|" + "---|" * len(groups))
+        print("\n".join(against(rows, theirs, mine, groups, grid, module.start_values, weight, args)))
+
+
+def against(rows: dict, other: dict, mine: dict[str, list[float]], groups: dict[str, list[str]], grid: list[dict],
+            start: dict, weight: float, args) -> list[str]:
+    """Markdown rows: ``mine`` (the reward alone, then with the prior; per mix, every split) minus the same choosers
+    on ``other``, a table of the same videos judged otherwise, paired per mix, per group."""
+    verdicts = lambda row: [[e["success"] for e in row["evals"][t]] for t in row["thetas"]]  # noqa: E731
+    different = [i for i in rows if i not in other or other[i]["thetas"] != rows[i]["thetas"]
+                 or verdicts(other[i]) != verdicts(rows[i])]
+    if different:
+        raise SystemExit(f"error: --against {args.against} did not judge the same videos (first: {different[0]}); "
+                         "give a table sampled with the same --config, --seed and --noises")
+    other, candidates, ids = {i: other[i] for i in rows}, 1 + len(grid), list(rows)
+    theirs = [rotated(other, candidates, 2, args.noises),
+              rotated(other, candidates, 2, args.noises, left_out_priors(other, grid, start, 2, args.steps), weight)]
+    out = []
+    for (name, a), b in zip(mine.items(), theirs):
+        cells = [str(bootstrap_difference([a[ids.index(i)] for i in m], [b[ids.index(i)] for i in m]))
+                 for m in groups.values()]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":

@@ -132,3 +132,41 @@ def test_rotated_splits_hold_out_every_noise_in_turn():
     prior = torch.tensor([[0.0, 0.0, 3.0]])
     assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 0.0) == [0.75]
     assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 1e6) == [1.0]  # candidate 2 shows it on every noise
+
+
+def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
+    # candidate 1 shows the mix on 3 of 4 noises, candidate 2 on 2: the best single candidate's share is 3/4
+    mix = row([[0.0] * 4, [0.0] * 4, [1.0] * 4], [[False] * 4, [True, True, True, False], [True, False, True, False]],
+              [0.0] * 8)
+    never = {**row([[0.0] * 4] * 3, [[False] * 4] * 3, [0.0] * 8), "kind": "stripes"}
+    rows = {"m": mix, "n": never}
+    best = toy_reward.best_candidate(rows, 3, 4)
+    assert best == [0.75, 0.0]
+    assert toy_reward.best_candidate(rows, 2, 4) == [0.75, 0.0] and toy_reward.best_candidate(rows, 1, 4) == [0.0, 0.0]
+    picked = toy_reward.rotated(rows, 3, 2, 4)  # the reward always keeps candidate 2: noises 0 and 2 of 4
+    assert picked == [0.5, 0.0]
+    lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, picked)
+    assert lines == ["| all mixes | hue | 1 | 75% | 50% | 25% | 25% |", "| all mixes | stripes | 1 | 0% | 0% | 100% | 0% |",
+                     "| guide fails | stripes | 1 | 0% | 0% | 100% | 0% |"]
+
+
+def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
+    """--against: this table's choosers minus another judge's on the same videos; a table of other videos is refused."""
+    from types import SimpleNamespace
+
+    # the other judge prefers candidate 1 (never shows the mix), this one candidate 2 (always shows it)
+    mine = {m: row([[0.0] * 4, [0.0] * 4, [1.0] * 4], [[False] * 4, [False] * 4, [True] * 4], [0.1 * j] * 8)
+            for j, m in enumerate("abc")}
+    theirs = {m: row([[0.0] * 4, [1.0] * 4, [0.0] * 4], [[False] * 4, [False] * 4, [True] * 4], [0.1 * j] * 8)
+              for j, m in enumerate("abc")}
+    args = SimpleNamespace(against="other.json", noises=4, steps=50)
+    chosen = {"the reward alone": toy_reward.rotated(mine, 3, 2, 4), "with the prior": toy_reward.rotated(mine, 3, 2, 4)}
+    assert chosen["the reward alone"] == [1.0, 1.0, 1.0]
+    lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 0.0, args)
+    assert lines[0].startswith("| the reward alone | 100% [") and lines[1].startswith("| with the prior | 100% [")
+    other = {**theirs, "b": row([[0.0] * 4] * 3, [[True] * 4] * 3, [0.0] * 8)}  # other verdicts: other videos
+    with pytest.raises(SystemExit, match="did not judge the same videos \\(first: b\\)"):
+        toy_reward.against(mine, other, chosen, {"all": list(mine)}, GRID, START, 0.0, args)
+    with pytest.raises(SystemExit, match="first: c"):
+        toy_reward.against(mine, {k: v for k, v in theirs.items() if k != "c"}, chosen, {"all": list(mine)}, GRID,
+                           START, 0.0, args)
