@@ -98,7 +98,8 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from richspace.toy.training import BuildConfig, build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
-                         clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2, clip_held_out=3)  # every judge option
+                         clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2,
+                         clip_held_out=3)  # every judge option too
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))

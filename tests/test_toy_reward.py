@@ -146,7 +146,8 @@ def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
     picked = toy_reward.rotated(rows, 3, 2, 4)  # the reward always keeps candidate 2: noises 0 and 2 of 4
     assert picked == [0.5, 0.0]
     lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, picked)
-    assert lines == ["| all mixes | hue | 1 | 75% | 50% | 25% | 25% |", "| all mixes | stripes | 1 | 0% | 0% | 100% | 0% |",
+    assert lines == ["| all mixes | hue | 1 | 75% | 50% | 25% | 25% |",
+                     "| all mixes | stripes | 1 | 0% | 0% | 100% | 0% |",
                      "| guide fails | stripes | 1 | 0% | 0% | 100% | 0% |"]
 
 
@@ -160,7 +161,8 @@ def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
     theirs = {m: row([[0.0] * 4, [1.0] * 4, [0.0] * 4], [[False] * 4, [False] * 4, [True] * 4], [0.1 * j] * 8)
               for j, m in enumerate("abc")}
     args = SimpleNamespace(against="other.json", noises=4, steps=50)
-    chosen = {"the reward alone": toy_reward.rotated(mine, 3, 2, 4), "with the prior": toy_reward.rotated(mine, 3, 2, 4)}
+    alone = toy_reward.rotated(mine, 3, 2, 4)
+    chosen = {"the reward alone": alone, "with the prior": alone}  # weight 0 below: the prior changes no pick
     assert chosen["the reward alone"] == [1.0, 1.0, 1.0]
     lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 0.0, args)
     assert lines[0].startswith("| the reward alone | 100% [") and lines[1].startswith("| with the prior | 100% [")
