@@ -203,8 +203,8 @@ def test_judge_held_out_pair_videos_are_striped_triangles_with_their_own_caption
     assert len(combos) == 24 and not set(combos) & set(world.training_combinations())
     videos, captions, truth = render_pool(30, seed=2, combos=combos)
     assert len(set(captions)) == 24 and all("striped triangle" in c for c in captions)
-    assert all(world.readout(v.numpy())["shape"] == "triangle" and world.readout(v.numpy())["pattern"] == "striped"
-               for v in videos[:6])
+    reads = [world.readout(v.numpy()) for v in videos[:6]]
+    assert all(r["shape"] == "triangle" and r["pattern"] == "striped" for r in reads)
     module = CLIPModule(videos[None], [truth], steps=1, lr=1e-3, combos=world.training_combinations() + combos)
     names = [world.caption(*c) for c in world.training_combinations() + combos]
     shapes = module.groups[module.labels[0, 0], evaluate.ATTRIBUTES.index("shape")]

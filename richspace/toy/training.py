@@ -647,25 +647,28 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
 
-        def rough_of(clips: Tensor, seed: int) -> Tensor:  # mottled decodes, as the latents stage makes the pool's
+        @torch.no_grad()
+        def means_of(clips: Tensor) -> list[Tensor]:  # the VAE's posterior means, in chunks as the latents stage
+            return [vae.encode(to_vae_input(c)).latent_dist.mean for c in clips.split(64)]
+
+        @torch.no_grad()
+        def rough_of(means: list[Tensor], seed: int) -> Tensor:  # mottled decodes, as the latents stage makes them
             noise = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                return torch.cat([mottled(vae, vae.encode(to_vae_input(c)).latent_dist.mean,
-                                          vae.config.scaling_factor, noise) for c in clips.split(64)])
+            return torch.cat([mottled(vae, m, vae.config.scaling_factor, noise) for m in means])
 
         looks, seen, combos = [videos, cached["recons"], cached["rough"], drawn], truth, None
         if cfg.clip_held_out:  # rendered and mottled only: the generator draws none to stand in for generated ones
             extra, _, extra_truth = render_pool(cfg.clip_held_out, cfg.seed + 2, world.held_out_pair_combinations())
+            means = means_of(extra)  # encoded once: reconstructed and mottled both decode these
             with torch.no_grad():
-                recons = torch.cat([to_uint8_video(vae.decode(vae.encode(to_vae_input(c)).latent_dist.mean).sample)
-                                    for c in extra.split(64)])
-            rough = rough_of(extra, cfg.seed + 2)
+                recons = torch.cat([to_uint8_video(vae.decode(m).sample) for m in means])
+            rough = rough_of(means, cfg.seed + 2)
             looks = [torch.cat(pair) for pair in zip(looks, [extra, recons, rough, rough])]
             seen, combos = truth + extra_truth, world.training_combinations() + world.held_out_pair_combinations()
         seen = [seen] * 4
         if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
             turned, turned_truth = turned_pool(seen[0], cfg.clip_turn, cfg.seed)
-            looks, seen = looks + [turned, rough_of(turned, cfg.seed + 1)], seen + [turned_truth] * 2
+            looks, seen = looks + [turned, rough_of(means_of(turned), cfg.seed + 1)], seen + [turned_truth] * 2
         module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words,
                             composed.get("videos"), composed.get("targets"), combos)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(looks[0]), cfg.clip_batch, cfg.seed))
