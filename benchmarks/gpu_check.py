@@ -1,6 +1,6 @@
 """The GPU check: full-size CogVideoX-2B paths on one GPU, with random weights shaped like the real ones.
 
-    python benchmarks/gpu_check.py                  # one H100 or H200: about 5 minutes
+    python benchmarks/gpu_check.py                  # one H100 or H200: about 8 minutes
     python benchmarks/gpu_check.py --small          # the script itself on a CPU, tiny shapes (no GPU figure)
 
 Phases (each prints its figures; any failure ends the check with exit code 1):
@@ -9,12 +9,17 @@ Phases (each prints its figures; any failure ends the check with exit code 1):
   2. sampler parity on the GPU: Sampler.generate against CogVideoXPipeline.__call__, and the differentiable
      path with K = T against the pipeline's output;
   3. generation: seconds per video and peak memory, ours (Sampler.generate) against bare diffusers, at
-     720x480, 49 frames, --steps steps, plain and with VAE tiling;
+     720x480, 49 frames, --steps steps, plain and with VAE tiling; and infer.py's compose (three texts);
   4. refinement at the 2B config (480x720, 13 frames, 50 steps, 2 latent frames decoded, CLIP on frames
      0, 2, 4): a gradient step with K = 1 (goal: <= 10 s on an H100, <= 40 GB) and one evaluation of the
-     shipped search mode (composed: the mixed text, A and B), seconds and peak memory;
+     shipped search mode for a candidate on the line and for a composed one, seconds and peak memory;
   5. infer.py and train.py end to end through configs/cogvideox-2b.yaml and configs/refine-cogvideox-2b.yaml
-     (fewer steps, one mix), timed, their outputs checked.
+     (one mix; infer.py at 10 steps, train.py the shipped search whole: the cost of a mix), timed, their
+     outputs checked;
+  6. the toy world (the embedded default, infer.py) on the GPU and on the CPU: do the pixel verdicts agree;
+  7. generation speed options at 720x480x49: each diffusers cache hook and torch.compile against plain
+     sampling (seconds, peak memory, pixel difference; --skip_speed_options leaves this out).
+The figures go to --json after every phase (a check cut short keeps what it measured).
 It fails loudly when a model that should be on the GPU is not, and refuses to run without a GPU unless
 --small says this is a CPU smoke run (whose numbers are labelled as such).
 
@@ -104,6 +109,11 @@ def generation(weights: Path, device: str, small: bool, steps: int) -> dict:
         _, ours_s, ours_gb = timed(lambda: sampler.generate(embeds, negative, 0), cuda)
         _, bare_s, bare_gb = timed(bare, cuda)
         results[name] = {"ours_s": ours_s, "bare_s": bare_s, "ratio": ours_s / bare_s, "peak_gib": max(ours_gb, bare_gb)}
+        if name == "plain":  # infer.py's compose: the mixed text, A and B in one batch of four a step
+            texts = torch.stack(embeddings(sampler.pipe.transformer.config.text_embed_dim, 3, seed=1))
+            _, compose_s, compose_gb = timed(
+                lambda: sampler.generate(texts, negative, 0, weights=torch.tensor([3.0, 1.5, 1.5])), cuda)
+            results[name] |= {"compose_s": compose_s, "compose_peak_gib": compose_gb}
         sampler = bare = None  # frees the pipeline before the next variant loads
         if cuda:
             torch.cuda.empty_cache()
@@ -141,21 +151,24 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
         _, s, gb = timed(step, cuda)
         seconds.append(s)
         peak = max(peak, gb)
-    # The shipped config's mode: gradient-free search, one sampling per evaluation (here the costliest candidate:
-    # the mixed text, A and B composed, four transformer passes a step).
+    # The shipped config's mode: gradient-free search, one sampling per evaluation: a candidate on the line or off
+    # it (the text and the negative: two transformer passes a step) and a composed one (the mixed text, A and B:
+    # four passes a step).
     module.hparams.mode, module.composed = "search", True
-    theta = torch.tensor([0.5, 0.0, 3.0, 1.5, 1.5], dtype=torch.float64, device=device)
+    out = {"s_per_step": sorted(seconds)[len(seconds) // 2], "peak_gib": peak,
+           "grad_finite": bool(torch.isfinite(alpha).all())}
+    for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0]), ("composed", [0.5, 0.0, 3.0, 1.5, 1.5])):
+        theta = torch.tensor(values, dtype=torch.float64, device=device)
 
-    def evaluate():
-        with torch.no_grad():
-            return float(module.objective(item, theta)[0]["objective"])
+        def evaluate():
+            with torch.no_grad():
+                return float(module.objective(item, theta)[0]["objective"])
 
-    timed(evaluate, cuda)
-    evaluations = [timed(evaluate, cuda) for _ in range(steps)]
-    return {"s_per_step": sorted(seconds)[len(seconds) // 2], "peak_gib": peak,
-            "grad_finite": bool(torch.isfinite(alpha).all()),
-            "s_per_search_evaluation": sorted(e[1] for e in evaluations)[len(evaluations) // 2],
-            "search_peak_gib": max(e[2] for e in evaluations)}
+        timed(evaluate, cuda)
+        evaluations = [timed(evaluate, cuda) for _ in range(steps)]
+        out |= {f"s_per_{name}_evaluation": sorted(e[1] for e in evaluations)[len(evaluations) // 2],
+                f"{name}_evaluation_peak_gib": max(e[2] for e in evaluations)}
+    return out
 
 
 def end_to_end(weights: Path, work: Path, small: bool) -> dict:
@@ -170,7 +183,7 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
                      "--run_dir", str(work / "infer"), "--sampler.num_inference_steps", "2" if small else "10", *common],
         "train.py": [sys.executable, str(ROOT / "train.py"), "--config",
                      str(ROOT / "configs" / "refine-cogvideox-2b.yaml"), "--run_dir", str(work / "train"),
-                     "--model.steps", "2", *(["--sampler.num_inference_steps", "4"] if small else []), *common],
+                     *(["--model.steps", "2", "--sampler.num_inference_steps", "4"] if small else []), *common],
     }
     out = {}
     for name, command in runs.items():
@@ -183,6 +196,61 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
     assert len(rows) == 1 and set(rows[0]["videos"]) == {"guide", "average", "finder", "compose"}, rows
     refined = json.loads((work / "train" / "refinement.json").read_text())["mixes"]
     assert set(refined) == {"tiger-zebra"} and len(refined["tiger-zebra"]["trajectory"]) >= 3, refined
+    mix = refined["tiger-zebra"]  # the shipped search, whole: the cost of one mix
+    out["train.py"] |= {"evaluations": len(mix["trajectory"]), "mix_s": mix["seconds"],
+                        "evaluation_s": [round(h["seconds"], 2) for h in mix["trajectory"]]}
+    return out
+
+
+def speed_options(weights: Path, device: str, small: bool, steps: int, results: dict, record=lambda: None) -> dict:
+    """Generation with each of diffusers' cache hooks and with torch.compile, against plain sampling, on the same
+    embeddings and noise: seconds a video (after a warm-up video; compile's first includes compiling), peak memory,
+    and the largest pixel difference from plain's video (random weights: how far a hook strays, not its quality)."""
+    from richspace.sampler import CACHES
+
+    cuda = device == "cuda"
+    size = dict(num_frames=9, height=32, width=32) if small else dict(num_frames=49, height=480, width=720)
+    reference = None
+    for name, options in (("plain", {}), *((c, {"cache": c}) for c in CACHES), ("compile", {"compile": True})):
+        try:
+            sampler = Sampler(str(weights / "cogvideox"), "bfloat16", num_inference_steps=steps, **size, **options)
+            sampler.load(device).check_placed(device)
+            embeds, negative = embeddings(sampler.pipe.transformer.config.text_embed_dim, 2)
+            _, first_s, _ = timed(lambda: sampler.generate(embeds, negative, 0), cuda)
+            video, seconds, peak = timed(lambda: sampler.generate(embeds, negative, 0), cuda)
+        except Exception as e:  # a variant that fails is a finding: reported, and the check fails at its end
+            results[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            continue
+        finally:
+            sampler = None
+            free(device)
+        reference = video if reference is None else reference
+        plain = results.get("plain", {}).get("s", seconds)
+        results[name] = {"s": seconds, "first_s": first_s, "peak_gib": peak, "speedup_vs_plain": plain / seconds,
+                         "max_abs_diff_vs_plain": int((video.int() - reference.int()).abs().max())}
+        record()
+    return results
+
+
+def toy_on_gpu(work: Path, device: str) -> dict:
+    """The embedded default (configs/toy.yaml, the toy world's weights) through infer.py on this device and on
+    the CPU: wall seconds, and how many of the pixel verdicts (per mix and method) agree."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "RICHSPACE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
+    verdicts, out = {}, {}
+    for accelerator in (("gpu", "cpu") if device == "cuda" else ("cpu",)):
+        run_dir = work / f"toy-{accelerator}"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--run_dir", str(run_dir),
+                               "--trainer.accelerator", accelerator], capture_output=True, text=True, cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"infer.py (toy, {accelerator}) failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        out[f"{accelerator}_s"] = time.perf_counter() - start
+        rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+        verdicts[accelerator] = {(r["id"], m): v["success"] for r in rows for m, v in r["success"].items()}
+    cpu = verdicts["cpu"]
+    other = verdicts.get("gpu", cpu)
+    out |= {"verdicts": len(cpu), "agree": sum(other.get(k) == v for k, v in cpu.items()),
+            "successes_gpu": sum(other.values()), "successes_cpu": sum(cpu.values())}
     return out
 
 
@@ -197,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="tiny shapes on the CPU: checks the script, no GPU figure")
     p.add_argument("--steps", type=int, default=10, help="denoising steps of the generation benchmark")
-    p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--json", default=None, help="also write the figures here (after every phase)")
+    p.add_argument("--skip_speed_options", action="store_true", help="leave out phase 7 (cache hooks, compile)")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available()
     if not cuda and not args.small:
@@ -209,12 +278,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"gpu_check | {card} | torch {torch.__version__}", flush=True)
     figures = {"device": card, "torch": torch.__version__}
     start = time.perf_counter()
+
+    def record():  # after every phase: a check cut short still leaves its figures
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         _, seconds, _ = timed(lambda: build_shaped(work / "weights", small=args.small, device=device), device == "cuda")
         print(f"1. shaped weights built in {seconds:.1f} s", flush=True)
         figures["parity"] = parity(work / "weights", device, args.small)
         print(f"2. parity: {figures['parity']}", flush=True)
+        record()
         if not figures["parity"]["generate_bitwise"]:
             raise SystemExit("FAIL: Sampler.generate differs from CogVideoXPipeline.__call__")
         if figures["parity"]["tail_max_abs_diff"] > 2 / 255:
@@ -223,18 +298,44 @@ def main(argv: list[str] | None = None) -> None:
         for name, r in figures["generation"].items():
             print(f"3. generation {name:<10} ours {r['ours_s']:7.2f} s/video  bare {r['bare_s']:7.2f} s/video  "
                   f"ours/bare {r['ratio']:.3f}  peak {r['peak_gib']:6.2f} GiB", flush=True)
+        r = figures["generation"]["plain"]
+        print(f"3. generation compose    ours {r['compose_s']:7.2f} s/video (mixed text, A and B)  "
+              f"peak {r['compose_peak_gib']:6.2f} GiB", flush=True)
+        record()
         figures["refinement"] = refinement(work / "weights", device, args.small)
         r = figures["refinement"]
         print(f"4. refinement step {r['s_per_step']:7.2f} s/step  peak {r['peak_gib']:6.2f} GiB (gradient, K = 1); "
-              f"search evaluation {r['s_per_search_evaluation']:7.2f} s  peak {r['search_peak_gib']:6.2f} GiB "
-              f"(x 11 evaluations a mix at the shipped config)", flush=True)
+              f"search evaluation on the line {r['s_per_line_evaluation']:7.2f} s  peak "
+              f"{r['line_evaluation_peak_gib']:6.2f} GiB, composed {r['s_per_composed_evaluation']:7.2f} s  peak "
+              f"{r['composed_evaluation_peak_gib']:6.2f} GiB", flush=True)
+        record()
         free(device)  # the subprocesses below need the GPU memory this process's allocator still holds
         figures["end_to_end"] = end_to_end(work / "weights", work, args.small)
-        print("5. end to end: " + ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in figures["end_to_end"].items()))
+        e = figures["end_to_end"]
+        print(f"5. end to end: infer.py {e['infer.py']['wall_s']:.1f} s, train.py {e['train.py']['wall_s']:.1f} s; "
+              f"the shipped search on one mix: {e['train.py']['evaluations']} evaluations, "
+              f"{e['train.py']['mix_s']:.1f} s ({e['train.py']['evaluation_s']})", flush=True)
+        record()
+        figures["toy"] = toy_on_gpu(work, device)
+        t = figures["toy"]
+        print(f"6. toy world (infer.py default): {t['agree']} of {t['verdicts']} verdicts agree with the CPU's; "
+              f"successes {t['successes_gpu']} here, {t['successes_cpu']} on the CPU; "
+              + ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k.endswith("_s")), flush=True)
+        record()
+        if not args.skip_speed_options:
+            figures["speed_options"] = {}
+            speed_options(work / "weights", device, args.small, 2 if args.small else args.steps,
+                          figures["speed_options"], record)
+            for name, r in figures["speed_options"].items():
+                print(f"7. speed option {name:<28} " + (r["error"] if "error" in r else
+                      f"{r['s']:7.2f} s/video (first {r['first_s']:6.1f} s)  x{r['speedup_vs_plain']:.2f} of plain  "
+                      f"peak {r['peak_gib']:6.2f} GiB  max |diff| {r['max_abs_diff_vs_plain']}"), flush=True)
     figures["total_s"] = time.perf_counter() - start
+    record()
+    failed = [name for name, r in figures.get("speed_options", {}).items() if "error" in r]
+    if failed:
+        raise SystemExit(f"FAIL: speed options {failed} failed (figures above)")
     print(f"gpu_check passed in {figures['total_s']:.0f} s on {card}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

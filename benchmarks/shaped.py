@@ -29,7 +29,7 @@ def build_shaped(out: Path, small: bool = False, device: str | None = None) -> P
     width = 64 if small else 4096
     with torch.device(device):
         if small:
-            transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, num_layers=1,
+            transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, num_layers=2,
                                                       text_embed_dim=width, sample_width=8, sample_height=8)
             vae = AutoencoderKLCogVideoX(block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=4)
         else:  # CogVideoX-2B: 30 layers x 30 heads x 64, 16 latent channels, text 226 x 4096

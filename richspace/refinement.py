@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -286,7 +287,8 @@ class RefineModule(L.LightningModule):
             if not weights.requires_grad:  # searching: no pass for a zero weight
                 texts, weights = active(texts, weights)
         elif self.composed:
-            keep = self.learned[2:].to(device) | (weights.detach() != 0)  # a fixed zero weight: no pass for it
+            # a zero weight: no pass for it, unless its gradient is wanted (gradient mode refines it)
+            keep = (weights.detach() != 0) | (self.learned[2:].to(device) & weights.requires_grad)
             texts, weights = texts[keep], weights[keep]
         else:
             texts, weights = texts[0], None
@@ -341,11 +343,12 @@ class RefineModule(L.LightningModule):
             optimizer.load_state_dict(state.optimizer)
         with torch.inference_mode(False), torch.enable_grad():
             while state.step < hp.steps:
+                began = time.perf_counter()
                 terms, frames = self.objective(item, theta)
                 optimizer.zero_grad()
                 (-terms["objective"]).backward()
                 theta.grad.mul_(mask)  # fixed parameters get no gradient: Adam leaves them exactly as they are
-                self.remember(state, terms, theta, frames)
+                self.remember(state, terms, theta, frames, seconds=elapsed(began))
                 optimizer.step()
                 with torch.no_grad():
                     theta.copy_(torch.clamp(theta, low, high))  # projected gradient ascent
@@ -353,9 +356,10 @@ class RefineModule(L.LightningModule):
                 state.coefficients, state.optimizer = theta.detach().cpu().clone(), optimizer.state_dict()
                 save_state(path, state)
         if not state.done:  # the last coefficients, scored once more
+            began = time.perf_counter()
             with torch.no_grad():
                 terms, frames = self.objective(item, theta.detach())
-            self.remember(state, terms, theta, frames, final=True)
+            self.remember(state, terms, theta, frames, final=True, seconds=elapsed(began))
             state.done = True
             save_state(path, state)
         return state
@@ -406,9 +410,10 @@ class RefineModule(L.LightningModule):
         def evaluate(theta: Tensor) -> float:
             key = tuple(theta.tolist())
             if key not in seen:
+                began = time.perf_counter()
                 with torch.no_grad():
                     terms, frames = self.objective(item, theta)
-                self.remember(state, terms, theta, frames)
+                self.remember(state, terms, theta, frames, seconds=elapsed(began))
                 state.step, state.coefficients = len(state.history), theta.clone()
                 seen[key] = state.history[-1]
                 save_state(path, state)
@@ -468,13 +473,15 @@ class RefineModule(L.LightningModule):
                 _, frames = self.objective(item, state.best["coefficients"], noises=1)
             state.frames[chosen["step"]] = to_uint8(frames.float().cpu())
 
-    def remember(self, state: RefineState, terms: dict, theta: Tensor, frames: Tensor, final: bool = False) -> None:
-        """Appends a step to the history (parameters and terms), keeps the best iterate (the start is the first)
-        and frames: the start's, the best's, the last's and, in gradient mode, every N steps'."""
+    def remember(self, state: RefineState, terms: dict, theta: Tensor, frames: Tensor, final: bool = False,
+                 seconds: float = 0.0) -> None:
+        """Appends a step to the history (parameters, terms and the step's wall seconds), keeps the best iterate
+        (the start is the first) and frames: the start's, the best's, the last's and, in gradient mode, every N
+        steps'."""
         step = len(state.history)
         values = {k: float(v.detach()) for k, v in terms.items()}
         _, full = self.theta(theta.detach().cpu())
-        entry = {"step": step, **{p: float(full[i]) for i, p in enumerate(PARAMS)}, **values}
+        entry = {"step": step, **{p: float(full[i]) for i, p in enumerate(PARAMS)}, **values, "seconds": seconds}
         if self.hparams.mode == "search":
             entry["theta"] = theta.detach().cpu().tolist()
         state.history.append(entry | {"final": True} if final else entry)
@@ -498,6 +505,13 @@ class RefineModule(L.LightningModule):
         if not self.composed:
             params = MixParams(params.alpha, params.offset)
         return params
+
+
+def elapsed(began: float) -> float:
+    """Wall seconds since ``began`` (time.perf_counter()), after queued GPU work has finished."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter() - began
 
 
 def _spacing(values: list[float], span: Tensor) -> float:
@@ -533,6 +547,7 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
             "objective_before": state.history[0]["objective"],
             "objective_after": state.best["objective"],
             "best_step": state.best["step"],
+            "seconds": sum(h.get("seconds", 0.0) for h in state.history),  # the mix's evaluations (or steps)
             "alpha_last": float(module.theta(state.coefficients)[1][0]),
             "trajectory": state.history,
         }

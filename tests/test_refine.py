@@ -34,6 +34,11 @@ def train(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def untimed(history: list[dict]) -> list[dict]:
+    """A history without its wall seconds (the one thing a rerun does not reproduce)."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
 def result(run_dir: Path) -> dict:
     return json.loads((run_dir / "refinement.json").read_text())["mixes"]
 
@@ -143,7 +148,7 @@ def test_a_crashed_mix_continues_to_the_same_trajectory(module_and_data, tmp_pat
     module.refine(item, crashed)  # the restart
     a, b = load_state(whole), load_state(crashed)
     assert a.done and b.done and a.step == b.step == 6
-    assert torch.equal(a.coefficients, b.coefficients) and a.history == b.history
+    assert torch.equal(a.coefficients, b.coefficients) and untimed(a.history) == untimed(b.history)
     assert torch.equal(a.best["coefficients"], b.best["coefficients"]) and a.best["step"] == b.best["step"]
 
 
@@ -314,7 +319,7 @@ def test_search_scores_the_grid_then_climbs_and_resumes(module_and_data, tmp_pat
         module.refine(item, crashed)
     monkeypatch.setattr(refinement, "save_state", save)
     again = module.refine(item, crashed)
-    assert again.history == whole.history and again.best["step"] == whole.best["step"]
+    assert untimed(again.history) == untimed(whole.history) and again.best["step"] == whole.best["step"]
 
 
 def test_the_objective_is_the_mean_over_its_noises(module_and_data):
@@ -361,6 +366,34 @@ def test_search_moves_only_what_changes_the_sample(module_and_data, tmp_path, mo
     assert state.best["objective"] == 10.0  # reached within 6 moves only because none went to alpha or offset
 
 
+def test_search_samples_only_the_texts_a_candidate_weighs(module_and_data):
+    """Search with the weights among its parameters: a candidate on the line (w_a = w_b = 0) costs what the plain
+    sampler costs (the text and the negative: two transformer inputs a step) and scores what the plain sampler's
+    video scores; a composed one passes its three texts. Gradient mode passes every refined weight's text."""
+    plain, data = module_and_data
+    item = data.items[0]
+    searching = RefineModule(plain.sampler, mode="search", params=["alpha", "w_a", "w_b"])
+    searching.judge = plain.judge
+    batches = []
+    hook = plain.sampler.pipe.transformer.register_forward_pre_hook(
+        lambda _, args, kwargs: batches.append(kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    try:
+        line = torch.tensor([item.alpha, 0.0, 6.0, 0.0, 0.0], dtype=torch.float64)
+        with torch.no_grad():
+            terms, _ = searching.objective(item, line)
+        assert set(batches) == {2} and len(batches) == 8
+        assert float(terms["objective"]) == objective_at(plain, item, item.alpha)  # the plain sampler's video
+        batches.clear()
+        with torch.no_grad():
+            searching.objective(item, torch.tensor([item.alpha, 0.0, 3.0, 1.5, 1.5], dtype=torch.float64))
+        assert set(batches) == {4}
+        batches.clear()
+        searching.objective(item, torch.nn.Parameter(line.clone()))  # gradients wanted for w_a and w_b
+        assert set(batches) == {4}
+    finally:
+        hook.remove()
+
+
 def test_composed_refinement_reaches_infer(tmp_path):
     """Refined weights off the plain guidance make infer.py sample the mix composed; compose is there untuned."""
     refine_dir, gen_dir = tmp_path / "refine", tmp_path / "gen"
@@ -370,6 +403,8 @@ def test_composed_refinement_reaches_infer(tmp_path):
     entry = result(refine_dir)["red-blue"]
     assert set(entry["params"]) == {"alpha", "offset", "w_mix", "w_a", "w_b"}
     assert entry["objective_after"] == max(s["objective"] for s in entry["trajectory"])
+    assert all(s["seconds"] > 0 for s in entry["trajectory"])  # each evaluation's wall time, and the mix's cost
+    assert entry["seconds"] == pytest.approx(sum(s["seconds"] for s in entry["trajectory"]))
     proc = subprocess.run([*INFER_TINY, "--run_dir", str(gen_dir), "--data.only", "[red-blue]",
                            "--data.alpha_from", str(refine_dir / "refinement.json")],
                           capture_output=True, text=True, cwd=REPO)
