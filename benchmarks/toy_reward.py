@@ -460,22 +460,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nThis table - {args.against}, paired over the same videos (every split, chosen on 2 noises):")
         print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
         print("|---|" + "---|" * len(groups))
-        print("\n".join(against(rows, theirs, mine, groups, grid, module.start_values, weight, args)))
+        print("\n".join(against(rows, theirs, mine, groups, grid, module.start_values, weight, args.noises,
+                                args.steps, source=args.against)))
 
 
 def against(rows: dict, other: dict, mine: dict[str, list[float]], groups: dict[str, list[str]], grid: list[dict],
-            start: dict, weight: float, args) -> list[str]:
+            start: dict, weight: float, noises: int, steps: int, source: str = "TABLE") -> list[str]:
     """Markdown rows: ``mine`` (the reward alone, then with the prior; per mix, every split) minus the same choosers
-    on ``other``, a table of the same videos judged otherwise, paired per mix, per group."""
+    on ``other``, a table of the same videos judged otherwise (read from ``source``), paired per mix, per group;
+    ``noises`` and ``steps`` as the table was made."""
     verdicts = lambda row: [[e["success"] for e in row["evals"][t]] for t in row["thetas"]]  # noqa: E731
     different = [i for i in rows if i not in other or other[i]["thetas"] != rows[i]["thetas"]
                  or verdicts(other[i]) != verdicts(rows[i])]
     if different:
-        raise SystemExit(f"error: --against {args.against} did not judge the same videos (first: {different[0]}); "
+        raise SystemExit(f"error: --against {source} did not judge the same videos (first: {different[0]}); "
                          "give a table sampled with the same --config, --seed and --noises")
     other, candidates, ids = {i: other[i] for i in rows}, 1 + len(grid), list(rows)
-    theirs = [rotated(other, candidates, 2, args.noises),
-              rotated(other, candidates, 2, args.noises, left_out_priors(other, grid, start, 2, args.steps), weight)]
+    theirs = [rotated(other, candidates, 2, noises),
+              rotated(other, candidates, 2, noises, left_out_priors(other, grid, start, 2, steps), weight)]
     out = []
     for (name, a), b in zip(mine.items(), theirs):
         cells = [str(bootstrap_difference([a[ids.index(i)] for i in m], [b[ids.index(i)] for i in m]))

@@ -153,22 +153,20 @@ def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
 
 def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
     """--against: this table's choosers minus another judge's on the same videos; a table of other videos is refused."""
-    from types import SimpleNamespace
-
     # the other judge prefers candidate 1 (never shows the mix), this one candidate 2 (always shows it)
     mine = {m: row([[0.0] * 4, [0.0] * 4, [1.0] * 4], [[False] * 4, [False] * 4, [True] * 4], [0.1 * j] * 8)
             for j, m in enumerate("abc")}
     theirs = {m: row([[0.0] * 4, [1.0] * 4, [0.0] * 4], [[False] * 4, [False] * 4, [True] * 4], [0.1 * j] * 8)
               for j, m in enumerate("abc")}
-    args = SimpleNamespace(against="other.json", noises=4, steps=50)
+    made = (4, 50)  # the table's noises and denoising steps
     alone = toy_reward.rotated(mine, 3, 2, 4)
     chosen = {"the reward alone": alone, "with the prior": alone}  # weight 0 below: the prior changes no pick
     assert chosen["the reward alone"] == [1.0, 1.0, 1.0]
-    lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 0.0, args)
+    lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 0.0, *made)
     assert lines[0].startswith("| the reward alone | 100% [") and lines[1].startswith("| with the prior | 100% [")
     other = {**theirs, "b": row([[0.0] * 4] * 3, [[True] * 4] * 3, [0.0] * 8)}  # other verdicts: other videos
     with pytest.raises(SystemExit, match="did not judge the same videos \\(first: b\\)"):
-        toy_reward.against(mine, other, chosen, {"all": list(mine)}, GRID, START, 0.0, args)
+        toy_reward.against(mine, other, chosen, {"all": list(mine)}, GRID, START, 0.0, *made)
     with pytest.raises(SystemExit, match="first: c"):
         toy_reward.against(mine, {k: v for k, v in theirs.items() if k != "c"}, chosen, {"all": list(mine)}, GRID,
-                           START, 0.0, args)
+                           START, 0.0, *made)
