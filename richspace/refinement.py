@@ -547,7 +547,8 @@ def finish_refinement(run_dir: Path, data: MixDataModule, module: RefineModule, 
             "objective_before": state.history[0]["objective"],
             "objective_after": state.best["objective"],
             "best_step": state.best["step"],
-            "seconds": sum(h.get("seconds", 0.0) for h in state.history),  # the mix's evaluations (or steps)
+            # the mix's cost: its evaluations' (or steps') wall time (not a prior's sampling of the kept frames)
+            "seconds": sum(h.get("seconds", 0.0) for h in state.history),
             "alpha_last": float(module.theta(state.coefficients)[1][0]),
             "trajectory": state.history,
         }
@@ -582,8 +583,9 @@ def log_refinement(writer, data: MixDataModule, states: dict[str, RefineState], 
     curves = {item.id: item for item in data.items}
     for mix_id, state in states.items():
         for s in state.history:
-            for name in (*dict.fromkeys(["alpha", *params]), *TERMS):
-                writer.add_scalar(f"refine/{mix_id}/{name}", s[name], s["step"])
+            for name in (*dict.fromkeys(["alpha", *params]), *TERMS, "seconds"):
+                if name in s:  # states saved before evaluations were timed have no seconds
+                    writer.add_scalar(f"refine/{mix_id}/{name}", s[name], s["step"])
         for step, frames in sorted(state.frames.items()):
             writer.add_images(f"refine/{mix_id}/frames", frames, step)
         before, after = state.frames.get(0), state.frames.get(state.best["step"])

@@ -405,6 +405,11 @@ def test_composed_refinement_reaches_infer(tmp_path):
     assert entry["objective_after"] == max(s["objective"] for s in entry["trajectory"])
     assert all(s["seconds"] > 0 for s in entry["trajectory"])  # each evaluation's wall time, and the mix's cost
     assert entry["seconds"] == pytest.approx(sum(s["seconds"] for s in entry["trajectory"]))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(refine_dir.glob("**/events.out.tfevents.*")).parent)).Reload()
+    logged = [e.value for e in events.Scalars("refine/red-blue/seconds")]
+    assert logged == pytest.approx([s["seconds"] for s in entry["trajectory"]])  # in TensorBoard, per evaluation
     proc = subprocess.run([*INFER_TINY, "--run_dir", str(gen_dir), "--data.only", "[red-blue]",
                            "--data.alpha_from", str(refine_dir / "refinement.json")],
                           capture_output=True, text=True, cwd=REPO)
