@@ -24,8 +24,12 @@ It fails loudly when a model that should be on the GPU is not, and refuses to ru
 --small says this is a CPU smoke run (whose numbers are labelled as such).
 
 On the lent GPU machine (torch, transformers, lightning, torchmetrics and tensorboard installed; not
-diffusers, PyAV or jsonargparse; no network): carry those as wheels in .whl/ and start with
+diffusers, PyAV or jsonargparse; no network): carry those as wheels in .whl/ (Python 3.12, x86-64; the
+set used here: diffusers 0.42.1, av 18.1.0, jsonargparse 4.53.0, docstring_parser 0.18.0, typeshed_client
+2.15.0, importlib_metadata 10.2.0, lazy_importer 0.1.0; about 43 MB) and start with
     pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site python benchmarks/gpu_check.py
+The whole check should end within one 10-minute command (about 8 minutes estimated; phase 7's compile is the
+least certain part); with --json, what it measured before a cut-off is kept.
 """
 
 from __future__ import annotations
