@@ -226,6 +226,24 @@ def mottled(vae, mean: Tensor, scale: float, noise: torch.Generator) -> Tensor:
     return to_uint8_video(vae.decode(mean + sigma * torch.randn(mean.shape, generator=noise)).sample)
 
 
+@torch.no_grad()
+def posteriors(vae, clips: Tensor) -> list:
+    """The VAE's posterior (``latent_dist``) of (N, F, 3, H, W) uint8 ``clips``, chunk by chunk of 64."""
+    return [vae.encode(to_vae_input(c)).latent_dist for c in clips.split(64)]
+
+
+@torch.no_grad()
+def decodes(vae, means: list[Tensor]) -> Tensor:
+    """(N, F, 3, H, W) uint8 reconstructions: the decodes of ``posteriors``' means, chunk by chunk."""
+    return torch.cat([to_uint8_video(vae.decode(m).sample) for m in means])
+
+
+def mottled_decodes(vae, means: list[Tensor], scale: float, seed: int) -> Tensor:
+    """(N, F, 3, H, W) uint8 ``mottled`` decodes of ``posteriors``' means, chunk by chunk, one noise from ``seed``."""
+    noise = torch.Generator().manual_seed(seed)
+    return torch.cat([mottled(vae, m, scale, noise) for m in means])
+
+
 def turned_pool(truth: list[world.Attributes], turn: float, seed: int) -> tuple[Tensor, list[world.Attributes]]:
     """The pool's videos again with their motion turned off its direction word by up to ``turn`` degrees either
     way (uniform): (N, F, 3, H, W) uint8 and their attributes. Only the judge trains on these."""
@@ -584,25 +602,19 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     if not _done(out, "latents"):
         start = time.time()
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-        means, logvars, recons = [], [], []
-        noise = torch.Generator().manual_seed(cfg.seed)
-        with torch.no_grad():
-            for chunk in videos.split(64):
-                dist = vae.encode(to_vae_input(chunk)).latent_dist
-                means.append(dist.mean)
-                logvars.append(dist.logvar)
-                recons.append(to_uint8_video(vae.decode(dist.mean).sample))
-        mean, logvar = torch.cat(means), torch.cat(logvars)
+        dists = posteriors(vae, videos)
+        means = [d.mean for d in dists]
+        mean, logvar = torch.cat(means), torch.cat([d.logvar for d in dists])
+        recons = decodes(vae, means)
         scale = float(1.0 / mean.std())
-        rough = [mottled(vae, m, scale, noise) for m in means]
+        rough = mottled_decodes(vae, means, scale, cfg.seed)
         vae.register_to_config(scaling_factor=scale)
         vae.save_pretrained(out / "stage-vae")
         # The transformer's layout: (N, F', C, h, w), scaled as the pipeline scales.
         save_file({"mean": (mean * scale).permute(0, 2, 1, 3, 4).contiguous(),
                    "logvar": (logvar + 2 * math.log(scale)).permute(0, 2, 1, 3, 4).contiguous(),
-                   "recons": torch.cat(recons).contiguous(), "rough": torch.cat(rough).contiguous()},
+                   "recons": recons.contiguous(), "rough": rough.contiguous()},
                   out / "latents.safetensors")
-        recons = torch.cat(recons)
         psnr = float(10 * torch.log10(1.0 / ((recons.float() - videos.float()) / 255).pow(2).mean()))
         _mark(out, "latents", time.time() - start, scaling_factor=scale, psnr=round(psnr, 2),
               reconstruction_readout=readout_accuracy(recons[:500], truth[:500]))
@@ -646,29 +658,19 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-
-        @torch.no_grad()
-        def means_of(clips: Tensor) -> list[Tensor]:  # the VAE's posterior means, in chunks as the latents stage
-            return [vae.encode(to_vae_input(c)).latent_dist.mean for c in clips.split(64)]
-
-        @torch.no_grad()
-        def rough_of(means: list[Tensor], seed: int) -> Tensor:  # mottled decodes, as the latents stage makes them
-            noise = torch.Generator().manual_seed(seed)
-            return torch.cat([mottled(vae, m, vae.config.scaling_factor, noise) for m in means])
-
+        scale = vae.config.scaling_factor
         looks, seen, combos = [videos, cached["recons"], cached["rough"], drawn], truth, None
         if cfg.clip_held_out:  # rendered and mottled only: the generator draws none to stand in for generated ones
             extra, _, extra_truth = render_pool(cfg.clip_held_out, cfg.seed + 2, world.held_out_pair_combinations())
-            means = means_of(extra)  # encoded once: reconstructed and mottled both decode these
-            with torch.no_grad():
-                recons = torch.cat([to_uint8_video(vae.decode(m).sample) for m in means])
-            rough = rough_of(means, cfg.seed + 2)
-            looks = [torch.cat(pair) for pair in zip(looks, [extra, recons, rough, rough])]
+            means = [d.mean for d in posteriors(vae, extra)]  # encoded once: reconstructed and mottled decode these
+            rough = mottled_decodes(vae, means, scale, cfg.seed + 2)
+            looks = [torch.cat(pair) for pair in zip(looks, [extra, decodes(vae, means), rough, rough])]
             seen, combos = truth + extra_truth, world.training_combinations() + world.held_out_pair_combinations()
         seen = [seen] * 4
         if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
             turned, turned_truth = turned_pool(seen[0], cfg.clip_turn, cfg.seed)
-            looks, seen = looks + [turned, rough_of(means_of(turned), cfg.seed + 1)], seen + [turned_truth] * 2
+            rough = mottled_decodes(vae, [d.mean for d in posteriors(vae, turned)], scale, cfg.seed + 1)
+            looks, seen = looks + [turned, rough], seen + [turned_truth] * 2
         module = CLIPModule(torch.stack(looks), seen, cfg.clip_steps, cfg.clip_lr, cfg.clip_words,
                             composed.get("videos"), composed.get("targets"), combos)
         _trainer(out, "clip", cfg.clip_steps).fit(module, _loader(len(looks[0]), cfg.clip_batch, cfg.seed))
