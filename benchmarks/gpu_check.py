@@ -38,6 +38,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,9 +94,14 @@ def parity(weights: Path, device: str, small: bool) -> dict:
             "tail_grad_finite": bool(torch.isfinite(leaf.grad).all())}
 
 
+def video_size(small: bool) -> dict:
+    """The generation benchmarks' video: diffusers' default for CogVideoX (720x480, 49 frames), tiny with --small."""
+    return dict(num_frames=9, height=32, width=32) if small else dict(num_frames=49, height=480, width=720)
+
+
 def generation(weights: Path, device: str, small: bool, steps: int) -> dict:
     cuda = device == "cuda"
-    size = dict(num_frames=9, height=32, width=32) if small else dict(num_frames=49, height=480, width=720)
+    size = video_size(small)
     results = {}
     for name, options in (("plain", {}), ("vae_tiling", {"vae_tiling": True, "vae_slicing": True})):
         sampler = Sampler(str(weights / "cogvideox"), "bfloat16", num_inference_steps=steps, **size, **options)
@@ -159,7 +165,7 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
     # it (the text and the negative: two transformer passes a step) and a composed one (the mixed text, A and B:
     # four passes a step).
     module.hparams.mode, module.composed = "search", True
-    out = {"s_per_step": sorted(seconds)[len(seconds) // 2], "peak_gib": peak,
+    out = {"s_per_step": statistics.median_high(seconds), "peak_gib": peak,
            "grad_finite": bool(torch.isfinite(alpha).all())}
     for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0]), ("composed", [0.5, 0.0, 3.0, 1.5, 1.5])):
         theta = torch.tensor(values, dtype=torch.float64, device=device)
@@ -170,9 +176,20 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
 
         timed(evaluate, cuda)
         evaluations = [timed(evaluate, cuda) for _ in range(steps)]
-        out |= {f"s_per_{name}_evaluation": sorted(e[1] for e in evaluations)[len(evaluations) // 2],
+        out |= {f"s_per_{name}_evaluation": statistics.median_high(e[1] for e in evaluations),
                 f"{name}_evaluation_peak_gib": max(e[2] for e in evaluations)}
     return out
+
+
+def run_script(name: str, command: list[str], work: Path) -> float:
+    """Runs an entry script offline (its embedding cache under ``work``); its wall seconds, or raises with its
+    error output."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "RICHSPACE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - start
 
 
 def end_to_end(weights: Path, work: Path, small: bool) -> dict:
@@ -181,7 +198,6 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
     if small:
         common += ["--trainer.accelerator", "cpu", "--sampler.num_frames", "9", "--sampler.height", "32",
                    "--sampler.width", "32"]
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "RICHSPACE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
     runs = {
         "infer.py": [sys.executable, str(ROOT / "infer.py"), "--config", str(ROOT / "configs" / "cogvideox-2b.yaml"),
                      "--run_dir", str(work / "infer"), "--sampler.num_inference_steps", "2" if small else "10", *common],
@@ -189,13 +205,7 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
                      str(ROOT / "configs" / "refine-cogvideox-2b.yaml"), "--run_dir", str(work / "train"),
                      *(["--model.steps", "2", "--sampler.num_inference_steps", "4"] if small else []), *common],
     }
-    out = {}
-    for name, command in runs.items():
-        start = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        out[name] = {"wall_s": time.perf_counter() - start}
+    out = {name: {"wall_s": run_script(name, command, work)} for name, command in runs.items()}
     rows = [json.loads(line) for line in (work / "infer" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and set(rows[0]["videos"]) == {"guide", "average", "finder", "compose"}, rows
     refined = json.loads((work / "train" / "refinement.json").read_text())["mixes"]
@@ -213,7 +223,7 @@ def speed_options(weights: Path, device: str, small: bool, steps: int, results: 
     from richspace.sampler import CACHES
 
     cuda = device == "cuda"
-    size = dict(num_frames=9, height=32, width=32) if small else dict(num_frames=49, height=480, width=720)
+    size = video_size(small)
     reference = None
     for name, options in (("plain", {}), *((c, {"cache": c}) for c in CACHES), ("compile", {"compile": True})):
         try:
@@ -239,16 +249,12 @@ def speed_options(weights: Path, device: str, small: bool, steps: int, results: 
 def toy_on_gpu(work: Path, device: str) -> dict:
     """The embedded default (configs/toy.yaml, the toy world's weights) through infer.py on this device and on
     the CPU: wall seconds, and how many of the pixel verdicts (per mix and method) agree."""
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "RICHSPACE_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
     verdicts, out = {}, {}
     for accelerator in (("gpu", "cpu") if device == "cuda" else ("cpu",)):
         run_dir = work / f"toy-{accelerator}"
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--run_dir", str(run_dir),
-                               "--trainer.accelerator", accelerator], capture_output=True, text=True, cwd=ROOT, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"infer.py (toy, {accelerator}) failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-        out[f"{accelerator}_s"] = time.perf_counter() - start
+        out[f"{accelerator}_s"] = run_script(f"infer.py (toy, {accelerator})", [
+            sys.executable, str(ROOT / "infer.py"), "--run_dir", str(run_dir), "--trainer.accelerator", accelerator],
+            work)
         rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
         verdicts[accelerator] = {(r["id"], m): v["success"] for r in rows for m, v in r["success"].items()}
     cpu = verdicts["cpu"]
