@@ -1,6 +1,8 @@
 """The GPU check: full-size CogVideoX-2B paths on one GPU, with random weights shaped like the real ones.
 
-    python benchmarks/gpu_check.py                  # one H100 or H200: about 8 minutes
+    python benchmarks/gpu_check.py                  # one H100 or H200: about 11 minutes
+    python benchmarks/gpu_check.py --skip_speed_options; python benchmarks/gpu_check.py --phases 7
+                                                    # the same in two commands (about 8.5 and 2.5 minutes)
     python benchmarks/gpu_check.py --small          # the script itself on a CPU, tiny shapes (no GPU figure)
 
 Phases (each prints its figures; any failure ends the check with exit code 1):
@@ -28,8 +30,9 @@ diffusers, PyAV or jsonargparse; no network): carry those as wheels in .whl/ (Py
 set used here: diffusers 0.42.1, av 18.1.0, jsonargparse 4.53.0, docstring_parser 0.18.0, typeshed_client
 2.15.0, importlib_metadata 10.2.0, lazy_importer 0.1.0; about 43 MB) and start with
     pip install --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site python benchmarks/gpu_check.py
-The whole check should end within one 10-minute command (about 8 minutes estimated; phase 7's compile is the
-least certain part); with --json, what it measured before a cut-off is kept.
+On an H200 (2026-11-27) phases 1-6 took about 8.5 minutes and phase 7 about 2.5 (compile's first video 57 s),
+so where a command may run 10 minutes, split it as above; with --json, what it measured before a cut-off is
+kept, and --phases (with --speed_options for phase 7's variants) reruns what was left.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ from shaped import build_shaped  # noqa: E402
 
 from richspace.data import MixItem, MixTexts  # noqa: E402
 from richspace.refinement import RefineModule  # noqa: E402
-from richspace.sampler import Sampler  # noqa: E402
+from richspace.sampler import CACHES, Sampler  # noqa: E402
+
+SPEED_OPTIONS = (*CACHES, "compile")
 
 
 def timed(fn, cuda: bool):
@@ -216,16 +221,16 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
     return out
 
 
-def speed_options(weights: Path, device: str, small: bool, steps: int, results: dict, record=lambda: None) -> dict:
+def speed_options(weights: Path, device: str, small: bool, steps: int, results: dict, variants: tuple[str, ...],
+                  record=lambda: None) -> dict:
     """Generation with each of diffusers' cache hooks and with torch.compile, against plain sampling, on the same
     embeddings and noise: seconds a video (after a warm-up video; compile's first includes compiling), peak memory,
     and the largest pixel difference from plain's video (random weights: how far a hook strays, not its quality)."""
-    from richspace.sampler import CACHES
-
     cuda = device == "cuda"
     size = video_size(small)
     reference = None
-    for name, options in (("plain", {}), *((c, {"cache": c}) for c in CACHES), ("compile", {"compile": True})):
+    for name in ("plain", *variants):  # plain first: the reference
+        options = {"plain": {}, "compile": {"compile": True}}.get(name, {"cache": name})
         try:
             sampler = Sampler(str(weights / "cogvideox"), "bfloat16", num_inference_steps=steps, **size, **options)
             sampler.load(device).check_placed(device)
@@ -277,7 +282,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10, help="denoising steps of the generation benchmark")
     p.add_argument("--json", default=None, help="also write the figures here (after every phase)")
     p.add_argument("--skip_speed_options", action="store_true", help="leave out phase 7 (cache hooks, compile)")
+    p.add_argument("--phases", default="2,3,4,5,6,7",
+                   help="comma-separated phases to run after building the weights (phase 1), e.g. 7 to rerun a "
+                        "phase that a cut-off left unfinished")
+    p.add_argument("--speed_options", default=None,
+                   help="comma-separated phase-7 variants besides plain (default: every cache hook and compile)")
     args = p.parse_args(argv)
+    try:
+        phases = {int(n) for n in args.phases.split(",")}
+    except ValueError:
+        p.error(f"--phases takes comma-separated numbers 2-7, got {args.phases!r}")
+    if not phases <= set(range(2, 8)):
+        p.error(f"--phases takes numbers 2-7 (phase 1 always runs), got {args.phases!r}")
+    if args.skip_speed_options:
+        phases.discard(7)
+    variants = SPEED_OPTIONS if args.speed_options is None else tuple(args.speed_options.split(","))
+    if not set(variants) <= set(SPEED_OPTIONS):
+        p.error(f"--speed_options takes some of {','.join(SPEED_OPTIONS)}, got {args.speed_options!r}")
     cuda = torch.cuda.is_available()
     if not cuda and not args.small:
         print("error: no CUDA GPU is visible; this check reports GPU figures only (--small runs it on the CPU "
@@ -297,45 +318,50 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         _, seconds, _ = timed(lambda: build_shaped(work / "weights", small=args.small, device=device), device == "cuda")
         print(f"1. shaped weights built in {seconds:.1f} s", flush=True)
-        figures["parity"] = parity(work / "weights", device, args.small)
-        print(f"2. parity: {figures['parity']}", flush=True)
-        record()
-        if not figures["parity"]["generate_bitwise"]:
-            raise SystemExit("FAIL: Sampler.generate differs from CogVideoXPipeline.__call__")
-        if figures["parity"]["tail_max_abs_diff"] > 2 / 255:
-            raise SystemExit("FAIL: the differentiable path (K = T) differs from the pipeline's output")
-        figures["generation"] = generation(work / "weights", device, args.small, 2 if args.small else args.steps)
-        for name, r in figures["generation"].items():
-            print(f"3. generation {name:<10} ours {r['ours_s']:7.2f} s/video  bare {r['bare_s']:7.2f} s/video  "
-                  f"ours/bare {r['ratio']:.3f}  peak {r['peak_gib']:6.2f} GiB", flush=True)
-        r = figures["generation"]["plain"]
-        print(f"3. generation compose    ours {r['compose_s']:7.2f} s/video (mixed text, A and B)  "
-              f"peak {r['compose_peak_gib']:6.2f} GiB", flush=True)
-        record()
-        figures["refinement"] = refinement(work / "weights", device, args.small)
-        r = figures["refinement"]
-        print(f"4. refinement step {r['s_per_step']:7.2f} s/step  peak {r['peak_gib']:6.2f} GiB (gradient, K = 1); "
-              f"search evaluation on the line {r['s_per_line_evaluation']:7.2f} s  peak "
-              f"{r['line_evaluation_peak_gib']:6.2f} GiB, composed {r['s_per_composed_evaluation']:7.2f} s  peak "
-              f"{r['composed_evaluation_peak_gib']:6.2f} GiB", flush=True)
-        record()
+        if 2 in phases:
+            figures["parity"] = parity(work / "weights", device, args.small)
+            print(f"2. parity: {figures['parity']}", flush=True)
+            record()
+            if not figures["parity"]["generate_bitwise"]:
+                raise SystemExit("FAIL: Sampler.generate differs from CogVideoXPipeline.__call__")
+            if figures["parity"]["tail_max_abs_diff"] > 2 / 255:
+                raise SystemExit("FAIL: the differentiable path (K = T) differs from the pipeline's output")
+        if 3 in phases:
+            figures["generation"] = generation(work / "weights", device, args.small, 2 if args.small else args.steps)
+            for name, r in figures["generation"].items():
+                print(f"3. generation {name:<10} ours {r['ours_s']:7.2f} s/video  bare {r['bare_s']:7.2f} s/video  "
+                      f"ours/bare {r['ratio']:.3f}  peak {r['peak_gib']:6.2f} GiB", flush=True)
+            r = figures["generation"]["plain"]
+            print(f"3. generation compose    ours {r['compose_s']:7.2f} s/video (mixed text, A and B)  "
+                  f"peak {r['compose_peak_gib']:6.2f} GiB", flush=True)
+            record()
+        if 4 in phases:
+            figures["refinement"] = refinement(work / "weights", device, args.small)
+            r = figures["refinement"]
+            print(f"4. refinement step {r['s_per_step']:7.2f} s/step  peak {r['peak_gib']:6.2f} GiB (gradient, K = 1); "
+                  f"search evaluation on the line {r['s_per_line_evaluation']:7.2f} s  peak "
+                  f"{r['line_evaluation_peak_gib']:6.2f} GiB, composed {r['s_per_composed_evaluation']:7.2f} s  peak "
+                  f"{r['composed_evaluation_peak_gib']:6.2f} GiB", flush=True)
+            record()
         free(device)  # the subprocesses below need the GPU memory this process's allocator still holds
-        figures["end_to_end"] = end_to_end(work / "weights", work, args.small)
-        e = figures["end_to_end"]
-        print(f"5. end to end: infer.py {e['infer.py']['wall_s']:.1f} s, train.py {e['train.py']['wall_s']:.1f} s; "
-              f"the shipped search on one mix: {e['train.py']['evaluations']} evaluations, "
-              f"{e['train.py']['mix_s']:.1f} s ({e['train.py']['evaluation_s']})", flush=True)
-        record()
-        figures["toy"] = toy_on_gpu(work, device)
-        t = figures["toy"]
-        print(f"6. toy world (infer.py default): {t['agree']} of {t['verdicts']} verdicts agree with the CPU's; "
-              f"successes {t['successes_gpu']} here, {t['successes_cpu']} on the CPU; "
-              + ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k.endswith("_s")), flush=True)
-        record()
-        if not args.skip_speed_options:
+        if 5 in phases:
+            figures["end_to_end"] = end_to_end(work / "weights", work, args.small)
+            e = figures["end_to_end"]
+            print(f"5. end to end: infer.py {e['infer.py']['wall_s']:.1f} s, train.py {e['train.py']['wall_s']:.1f} s; "
+                  f"the shipped search on one mix: {e['train.py']['evaluations']} evaluations, "
+                  f"{e['train.py']['mix_s']:.1f} s ({e['train.py']['evaluation_s']})", flush=True)
+            record()
+        if 6 in phases:
+            figures["toy"] = toy_on_gpu(work, device)
+            t = figures["toy"]
+            print(f"6. toy world (infer.py default): {t['agree']} of {t['verdicts']} verdicts agree with the CPU's; "
+                  f"successes {t['successes_gpu']} here, {t['successes_cpu']} on the CPU; "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k.endswith("_s")), flush=True)
+            record()
+        if 7 in phases:
             figures["speed_options"] = {}
             speed_options(work / "weights", device, args.small, 2 if args.small else args.steps,
-                          figures["speed_options"], record)
+                          figures["speed_options"], variants, record)
             for name, r in figures["speed_options"].items():
                 print(f"7. speed option {name:<28} " + (r["error"] if "error" in r else
                       f"{r['s']:7.2f} s/video (first {r['first_s']:6.1f} s)  x{r['speedup_vs_plain']:.2f} of plain  "

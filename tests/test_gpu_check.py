@@ -39,3 +39,23 @@ def test_the_small_run_passes_every_phase_labelled_as_a_cpu_run(tmp_path):
     assert all("error" not in r for r in options.values()), options
     assert options["plain"]["max_abs_diff_vs_plain"] == 0
     assert "gpu_check passed" in proc.stdout and "CPU smoke run" in proc.stdout
+
+
+def test_phases_rerun_only_what_they_name(tmp_path):
+    """--phases 7 --speed_options compile: what a cut-off left is rerun alone (plain always, as the reference)."""
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([*CHECK, "--small", "--phases", "7", "--speed_options", "compile", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"device", "torch", "speed_options", "total_s"}
+    assert set(figures["speed_options"]) == {"plain", "compile"}
+
+
+@pytest.mark.parametrize("args, says", [(["--phases", "8"], "--phases takes numbers 2-7"),
+                                        (["--phases", "two"], "--phases takes comma-separated numbers"),
+                                        (["--speed_options", "teacache"], "--speed_options takes some of")])
+def test_bad_phase_choices_are_refused_before_anything_runs(tmp_path, args, says):
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([*CHECK, "--small", *args, "--json", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and says in proc.stderr and not out.exists()
