@@ -66,23 +66,53 @@ def load_benchmark(path: Path) -> dict:
 # ---- running the project's commands -------------------------------------------------------------------------
 
 
-def run(spec: dict, split: str, out: Path) -> tuple[list[dict], list[dict]]:
-    """(label-seed records, scored records), each record carrying its ``global_seed``."""
+def world_args(world: Path | None) -> tuple[list[str], list[str]]:
+    """The overrides that put a toy build's models in place of the shipped ones: (train.py's and infer.py's, the
+    predictor's); none for the shipped world (``world`` None)."""
+    if world is None:
+        return [], []
+    return (["--sampler.pretrained", str(world / "cogvideox"), "--model.clip", str(world / "clip")],
+            ["--pretrained", str(world / "cogvideox")])
+
+
+def check_world(world: Path | None, out: Path) -> None:
+    """Refuses a --world that is no finished toy build, or an --out that holds another world's run (one-line errors);
+    records the world in ``out`` otherwise, so that a resumed run continues in the same one."""
+    if world is not None:
+        missing = [str(world / f) for f in ("cogvideox/model_index.json", "clip/config.json") if not (world / f).is_file()]
+        if missing:
+            raise SystemExit(f"error: --world {world}: no finished toy build (missing {missing}); build one with "
+                             "python -m richspace.toy.build --out DIR")
+    record, mine = out / "world.json", {"world": None if world is None else str(world.resolve())}
+    if record.is_file() and json.loads(record.read_text()) != mine:
+        raise SystemExit(f"error: {out} holds a run in another toy world ({record}); give another --out")
+    if not record.is_file():
+        earlier = any(out.glob("*/refine")) or any(out.glob("*/seed-*"))  # a run from before worlds were recorded
+        if earlier and world is not None:
+            raise SystemExit(f"error: {out} holds a run in the shipped toy world; give another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(record, json.dumps(mine) + "\n")
+
+
+def run(spec: dict, split: str, out: Path, world: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """(label-seed records, scored records), each record carrying its ``global_seed``; in the toy build ``world``
+    instead of the shipped toy weights where given."""
     import richspace.learned
 
     experiments, root = ROOT / spec[split], out / split
+    models, encoder = world_args(world)
     predictor = out / "dev" / "predictor"
     prior = bool(spec.get("refine_prior")) and split != "dev"  # on dev, the predictor's own examples: no prior
     wants_predictor = "learned" in spec["methods"] or (prior and "refined" in spec["methods"])
 
     def refine(name: str, extra: list[str]) -> None:  # on the fit seed, never scored
         train.main(["--config", str(ROOT / spec["refine"]), "--experiments", str(ROOT / spec[name]),
-                    "--run_dir", str(out / name / "refine"), "--data.seed", str(spec["fit_seed"]), *extra])
+                    "--run_dir", str(out / name / "refine"), "--data.seed", str(spec["fit_seed"]), *models, *extra])
 
     if wants_predictor:  # the dev mixes' refinement: the predictor's examples
         refine("dev", [])
         code = richspace.learned.main(["--refinement", str(out / "dev" / "refine" / "refinement.json"),
-                                       "--experiments", str(ROOT / spec["dev"]), "--out", str(predictor)])
+                                       "--experiments", str(ROOT / spec["dev"]), "--out", str(predictor), *encoder])
         if code:
             raise SystemExit(code)
     if "refined" in spec["methods"] and not (split == "dev" and wants_predictor):
@@ -91,7 +121,7 @@ def run(spec: dict, split: str, out: Path) -> tuple[list[dict], list[dict]]:
     def generate(seed: int, name: str, extra: list[str]) -> list[dict]:
         run_dir = root / name
         infer.main(["--config", str(ROOT / spec["generate"]), "--experiments", str(experiments),
-                    "--run_dir", str(run_dir), "--data.seed", str(seed), *extra])
+                    "--run_dir", str(run_dir), "--data.seed", str(seed), *models, *extra])
         return [json.loads(line) | {"global_seed": seed} for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
     labels = [r for s in spec["label_seeds"] for r in generate(s, f"label-{s}", ["--data.compose", "null"])]
@@ -313,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--out", default="runs/toy-mixing")
     parser.add_argument("--sweep", default=None, metavar="MIX", help="print this mix's sweep view (runs what is missing)")
+    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+                        help="a toy build directory (python -m richspace.toy.build --out BUILD) whose cogvideox/ and "
+                             "clip/ every command uses instead of the shipped toy weights; give its own --out")
     args = parser.parse_args(argv)
     spec = load_benchmark(Path(args.spec))
     experiments, out = ROOT / spec[args.split], Path(args.out) / args.split
@@ -322,7 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     model = yaml.safe_load((ROOT / spec["refine"]).read_text())["model"]
     weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"],
                                model.get("w_queries", 0.0))
-    labels, scored = run(spec, args.split, Path(args.out))
+    check_world(args.world, Path(args.out))
+    labels, scored = run(spec, args.split, Path(args.out), args.world)
     results = summarise(labels, scored, specs, spec["methods"], weights)
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))

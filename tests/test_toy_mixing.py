@@ -58,3 +58,49 @@ def test_scored_seeds_may_not_be_fitted_or_labelled(tmp_path):
     with pytest.raises(SystemExit, match="nothing fitted or labelled may be scored"):
         toy_mixing.load_benchmark(bad)
     toy_mixing.load_benchmark(REPO / "benchmarks" / "toy_mixing.yaml")
+
+
+def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_path, monkeypatch):
+    """--world: train.py, infer.py and the predictor all get the build's models; a directory that is no finished build,
+    or an --out that holds another world's run, is refused with a one-line error before anything runs."""
+    world = tmp_path / "build"
+    with pytest.raises(SystemExit, match="no finished toy build"):
+        toy_mixing.check_world(world, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (world / "cogvideox").mkdir(parents=True)
+    (world / "clip").mkdir()
+    (world / "cogvideox" / "model_index.json").write_text("{}")
+    (world / "clip" / "config.json").write_text("{}")
+    calls = []
+
+    def fake_infer(argv):
+        calls.append(("infer", argv))
+        run_dir = Path(argv[argv.index("--run_dir") + 1])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "results.jsonl").write_text('{"id": "m1"}\n')
+
+    monkeypatch.setattr(toy_mixing.train, "main", lambda argv: calls.append(("train", argv)))
+    monkeypatch.setattr(toy_mixing.infer, "main", fake_infer)
+    import richspace.learned
+    monkeypatch.setattr(richspace.learned, "main", lambda argv: calls.append(("learned", argv)) or 0)
+    spec = toy_mixing.load_benchmark(REPO / "benchmarks" / "toy_mixing.yaml")
+    out = tmp_path / "out"
+    toy_mixing.check_world(world, out)
+    labels, scored = toy_mixing.run(spec, "test", out, world)
+    assert len(labels) == 3 and len(scored) == 3 and {c[0] for c in calls} == {"train", "learned", "infer"}
+    for name, argv in calls:
+        pairs = dict(zip(argv[::2], argv[1::2]))
+        if name == "learned":
+            assert pairs["--pretrained"] == str(world / "cogvideox")
+        else:
+            assert pairs["--sampler.pretrained"] == str(world / "cogvideox")
+            assert pairs["--model.clip"] == str(world / "clip")
+    toy_mixing.check_world(world, out)  # the same world resumes
+    with pytest.raises(SystemExit, match="another toy world"):
+        toy_mixing.check_world(None, out)
+    shipped = tmp_path / "shipped"
+    (shipped / "test" / "seed-0").mkdir(parents=True)  # a run from before worlds were recorded
+    with pytest.raises(SystemExit, match="shipped toy world"):
+        toy_mixing.check_world(world, shipped)
+    toy_mixing.check_world(None, shipped)
+    assert toy_mixing.world_args(None) == ([], [])

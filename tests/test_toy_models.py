@@ -99,7 +99,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
                          clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2,
-                         clip_held_out=3)  # every judge option too
+                         clip_held_out=3, pair_seen=2)  # every judge option, and the held-out pair seen
     first, second = build(tmp_path / "a", config), build(tmp_path / "b", config)
     for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder", "clip"):
         (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (first, second))
@@ -119,6 +119,25 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     assert ship(first, dest) <= 16 * 2**20
     assert (dest / "cogvideox" / "model_index.json").is_file() and (dest / "manifest.json").is_file()
     assert WEIGHTS != dest
+
+
+def test_pair_seen_puts_striped_triangles_at_the_end_of_the_shipped_pool(tmp_path):
+    """pair_seen: the pool's last N videos show the held-out pair, with their captions, read so by their pixels; the
+    others are the shipped pool's first videos. A count the pool cannot hold is refused before anything is written."""
+    from richspace.toy.training import BuildConfig, build, render_pool, training_pool
+
+    shipped, shipped_captions, _ = render_pool(40, 0)
+    videos, captions, truth = training_pool(BuildConfig(pool=40, pair_seen=5))
+    assert len(videos) == 40 and torch.equal(videos[:35], shipped[:35]) and captions[:35] == shipped_captions[:35]
+    assert all("striped triangle" in c for c in captions[35:]) and not any("striped triangle" in c for c in captions[:35])
+    assert all((t.shape, t.pattern) == ("triangle", "striped") for t in truth[35:])
+    assert all(world.readout(v.numpy())["shape"] == "triangle" for v in videos[35:])
+    unchanged, unchanged_captions, _ = training_pool(BuildConfig(pool=40))
+    assert torch.equal(unchanged, shipped) and unchanged_captions == shipped_captions  # 0: the shipped pool
+    for bad in (-1, 40):
+        with pytest.raises(ValueError, match="--pair_seen"):
+            build(tmp_path / "bad", BuildConfig(pool=40, pair_seen=bad))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):

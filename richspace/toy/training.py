@@ -94,6 +94,8 @@ class BuildConfig:
     #   that the judge reads through its words (needs clip_words > 0; 0: none)
     clip_held_out: int = 0  # rendered videos of the held-out pair (striped triangles) that only the judge trains on,
     #   with their captions: a judge whose world is wider than the generator's, as CLIP's is than CogVideoX's (0: none)
+    pair_seen: int = 0  # pool videos of the held-out pair (striped triangles), with their captions, in place of as
+    #   many training ones: the pair rare, not absent, for the generator and the judge alike (0: absent, as shipped)
     threads: int = 2
 
 
@@ -190,6 +192,16 @@ def render_pool(count: int, seed: int, combos: list[tuple[str, ...]] | None = No
         captions.append(world.caption(attrs.colour, attrs.shape, attrs.pattern, attrs.direction))
         truth.append(attrs)
     return torch.from_numpy(np.stack(videos)), captions, truth
+
+
+def training_pool(cfg: BuildConfig) -> tuple[Tensor, list[str], list[world.Attributes]]:
+    """The pool every stage trains on: ``cfg.pool`` rendered videos, the last ``cfg.pair_seen`` of them of the
+    held-out pair (drawn from their own seed, so the others are the shipped pool's first ones)."""
+    videos, captions, truth = render_pool(cfg.pool - cfg.pair_seen, cfg.seed)
+    if not cfg.pair_seen:
+        return videos, captions, truth
+    rare, rare_captions, rare_truth = render_pool(cfg.pair_seen, cfg.seed + 7, world.held_out_pair_combinations())
+    return torch.cat([videos, rare]), captions + rare_captions, truth + rare_truth
 
 
 class Indexed(Dataset):
@@ -579,6 +591,8 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     cfg = config or BuildConfig()
     if cfg.composed and not cfg.clip_words:  # before any stage: the judge would refuse them only at the end
         raise ValueError("--composed videos are read through the judge's words: give --clip_words > 0 too")
+    if not 0 <= cfg.pair_seen < cfg.pool:
+        raise ValueError(f"--pair_seen {cfg.pair_seen}: give a number of pool videos from 0 to {cfg.pool - 1}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "build_config.json"
@@ -588,7 +602,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         saved.write_text(json.dumps(asdict(cfg), indent=1) + "\n")
     torch.set_num_threads(cfg.threads)
     start = time.time()
-    videos, captions, truth = render_pool(cfg.pool, cfg.seed)  # rendered again on a resume: cheaper than storing
+    videos, captions, truth = training_pool(cfg)  # rendered again on a resume: cheaper than storing
     _mark(out, "pool", time.time() - start)
 
     if not _done(out, "vae"):
@@ -659,7 +673,8 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
         scale = vae.config.scaling_factor
-        looks, seen, combos = [videos, cached["recons"], cached["rough"], drawn], truth, None
+        looks, seen = [videos, cached["recons"], cached["rough"], drawn], truth
+        combos = world.training_combinations() + world.held_out_pair_combinations() if cfg.pair_seen else None
         if cfg.clip_held_out:  # rendered and mottled only: the generator draws none to stand in for generated ones
             extra, _, extra_truth = render_pool(cfg.clip_held_out, cfg.seed + 2, world.held_out_pair_combinations())
             means = [d.mean for d in posteriors(vae, extra)]  # encoded once: reconstructed and mottled decode these
