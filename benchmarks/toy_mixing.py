@@ -3,6 +3,7 @@
     python benchmarks/toy_mixing.py                          # the test set (runs/toy-mixing/test); see BENCHMARKS.md
     python benchmarks/toy_mixing.py --split dev              # the development set, where settings are chosen
     python benchmarks/toy_mixing.py --sweep hue-red-yellow-0 # one mix's sweep view (after a run)
+    python benchmarks/toy_mixing.py --world runs/toy-world-rare --out runs/toy-mixing-rare   # in another toy build
     tensorboard --logdir runs/toy-mixing                     # tables, rates and every mix's sweep figure
 
 Inputs are fixed in benchmarks/toy_mixing.yaml. The run is the project's own commands, each
@@ -45,6 +46,7 @@ import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
+from richspace.toy.build import trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 
 LINE = ("average", "finder")  # methods that pick a point on the A-B line whatever their settings
@@ -71,18 +73,18 @@ def world_args(world: Path | None) -> tuple[list[str], list[str]]:
     predictor's); none for the shipped world (``world`` None)."""
     if world is None:
         return [], []
-    return (["--sampler.pretrained", str(world / "cogvideox"), "--model.clip", str(world / "clip")],
-            ["--pretrained", str(world / "cogvideox")])
+    pipeline, judge = trained_models(world)
+    return ["--sampler.pretrained", str(pipeline), "--model.clip", str(judge)], ["--pretrained", str(pipeline)]
 
 
 def check_world(world: Path | None, out: Path) -> None:
     """Refuses a --world that is no finished toy build, or an --out that holds another world's run (one-line errors);
     records the world in ``out`` otherwise, so that a resumed run continues in the same one."""
     if world is not None:
-        missing = [str(world / f) for f in ("cogvideox/model_index.json", "clip/config.json") if not (world / f).is_file()]
-        if missing:
-            raise SystemExit(f"error: --world {world}: no finished toy build (missing {missing}); build one with "
-                             "python -m richspace.toy.build --out DIR")
+        try:
+            trained_models(world)
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: --world {world}: {e}")
     record, mine = out / "world.json", {"world": None if world is None else str(world.resolve())}
     if record.is_file() and json.loads(record.read_text()) != mine:
         raise SystemExit(f"error: {out} holds a run in another toy world ({record}); give another --out")

@@ -3,6 +3,7 @@
     python benchmarks/toy_quality.py              # about 2 minutes on 2 CPU cores
     python benchmarks/toy_quality.py --seeds 8
     python benchmarks/toy_quality.py --clip runs/toy-build-turn/clip   # another build's judge
+    python benchmarks/toy_quality.py --world runs/toy-world-rare      # another build's generator and judge
 
 Per set of captions, the fraction of generated videos whose readout matches the caption, per
 attribute, and the fraction where CLIP ranks the true value first among captions that differ
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from richspace.toy import evaluate, world  # noqa: E402
+from richspace.toy.build import trained_models  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance_scale", type=float, default=None, help="override the config's guidance")
     parser.add_argument("--steps", type=int, default=None, help="override the config's denoising steps")
     parser.add_argument("--clip", default="toy", help="the judge: toy (shipped) or a build's clip directory")
+    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+                        help="a toy build directory: its cogvideox/ and clip/ instead of the shipped ones (and --clip)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -44,7 +48,14 @@ def main(argv: list[str] | None = None) -> None:
                     guidance=model["guidance_scale"] if args.guidance_scale is None else args.guidance_scale,
                     max_sequence_length=model["max_sequence_length"])
     print(f"settings: {settings['steps']} steps, guidance {settings['guidance']}")
-    pipe, encode, judge = evaluate.load_toy(clip=args.clip)
+    models = {"clip": args.clip}
+    if args.world is not None:
+        try:
+            pipeline, judge = trained_models(args.world)
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: --world {args.world}: {e}")
+        models = {"clip": str(judge), "pretrained": str(pipeline)}
+    pipe, encode, judge = evaluate.load_toy(**models)
     rng = np.random.default_rng(0)
     train = world.training_combinations()
     unseen_pair = [c for c in world.all_combinations() if (c[1], c[2]) in world.HELD_OUT_PAIRS]

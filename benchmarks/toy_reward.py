@@ -8,6 +8,8 @@
         --against runs/toy-reward/candidates.json      # another judge on the same videos, paired: about 3 minutes
     python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
         --table runs/toy-reward/chains-on-refined.json # chains built on their base's refined parameters (~10 min)
+    python benchmarks/toy_reward.py --world runs/toy-world-rare --labels runs/toy-mixing-rare/dev/toy_mixing.json \
+        --table runs/toy-reward/rare.json --frames runs/toy-reward/rare-frames   # in another toy build (~30 min)
 
 Two checks, on the development mixes only (nothing here looks at the test set):
 
@@ -71,6 +73,7 @@ from richspace.sampler import Sampler  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
+from richspace.toy.build import trained_models  # noqa: E402
 
 OLD = ObjectiveWeights(w_guide=1.0, w_balance=1.0)  # the objective before the per-attribute reward
 
@@ -189,14 +192,16 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
 
 
 def load_frames(path: Path, sampler: dict) -> dict[str, torch.Tensor]:
-    """A mix's saved videos (``theta@seed`` -> frames) where they were sampled with this ``sampler`` config."""
+    """A mix's saved videos (``theta@seed`` -> frames); none yet where ``path`` is missing. Videos sampled with
+    another ``sampler`` config (other weights or settings) are refused, not replaced (a one-line error)."""
     from safetensors import safe_open
 
     if not path.exists():
         return {}
     with safe_open(path, "pt") as f:
         if (f.metadata() or {}).get("sampler") != json.dumps(sampler, sort_keys=True):
-            return {}
+            raise SystemExit(f"error: {path} holds videos sampled with other settings or weights; give another "
+                             "--frames directory")
         return {name: f.get_tensor(name) for name in f.keys()}
 
 
@@ -350,6 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--against", default=None, metavar="TABLE",
                         help="another --table of the same videos (another judge or reward): paired differences")
+    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+                        help="a toy build (python -m richspace.toy.build --out BUILD) whose cogvideox/ samples and "
+                             "whose clip/ judges, instead of the shipped ones; give its own --table and --frames")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
     args = parser.parse_args(argv)
@@ -360,6 +368,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.world is not None:
+        try:
+            pipeline, judge = trained_models(args.world)
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: --world {args.world}: {e}")
+        cfg["sampler"]["pretrained"], cfg["model"]["clip"] = str(pipeline), str(judge)
     for name in ("clip", "query_temperature"):
         if getattr(args, name) is not None:
             cfg["model"][name] = getattr(args, name)
@@ -372,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
                 "experiments": Path(args.experiments).name}
     if args.chains_on is not None:
         settings["chains_on"] = str(args.chains_on)
+    if args.world is not None:
+        settings["world"] = str(args.world.resolve())
     table = json.loads(table_path.read_text()) if table_path.exists() else {"settings": settings, "mixes": {}}
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")

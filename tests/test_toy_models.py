@@ -109,6 +109,9 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     assert pipe.transformer.config.in_channels == pipe.vae.config.latent_channels
     assert pipe.vae.config.scaling_factor != 1.0  # set from the encoded latents' spread
     CLIPModel.from_pretrained(first / "clip")
+    loaded, _, _ = evaluate.load_toy(clip=str(first / "clip"), pretrained=str(first / "cogvideox"))  # --world's path
+    built = pipe.transformer.state_dict()
+    assert all(torch.equal(v, built[k]) for k, v in loaded.transformer.state_dict().items())
     assert list((first / "logs").glob("*/version_0/events.out.tfevents.*"))  # TensorBoard per stage
     stamp = (first / "stages" / "denoiser.json").stat().st_mtime_ns
     build(first, config)  # everything finished: nothing retrained

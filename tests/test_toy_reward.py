@@ -66,7 +66,8 @@ def test_explain_names_each_option_by_the_words_it_does_not_share():
 
 
 def test_saved_frames_come_back_only_for_the_same_sampler_settings(tmp_path):
-    """A table for another judge reuses sampled videos; other sampling settings get none (they would differ)."""
+    """A table for another judge reuses sampled videos; videos of other sampling settings or weights (another
+    --world) are refused, never replaced."""
     frames = {"0.5,0,3,0,0@100": torch.rand(9, 3, 32, 32), "0.3,0,3,0,0@101": torch.rand(9, 3, 32, 32)}
     sampler = {"pretrained": "toy", "num_inference_steps": 50}
     path = tmp_path / "mix.safetensors"
@@ -74,7 +75,9 @@ def test_saved_frames_come_back_only_for_the_same_sampler_settings(tmp_path):
     toy_reward.save_frames(path, frames, sampler)
     back = toy_reward.load_frames(path, sampler)
     assert back.keys() == frames.keys() and all(torch.equal(back[k], frames[k]) for k in frames)
-    assert toy_reward.load_frames(path, {**sampler, "num_inference_steps": 20}) == {}
+    for other in ({**sampler, "num_inference_steps": 20}, {**sampler, "pretrained": "runs/toy-world-rare/cogvideox"}):
+        with pytest.raises(SystemExit, match="give another --frames"):
+            toy_reward.load_frames(path, other)
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -170,3 +173,11 @@ def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
     with pytest.raises(SystemExit, match="first: c"):
         toy_reward.against(mine, {k: v for k, v in theirs.items() if k != "c"}, chosen, {"all": list(mine)}, GRID,
                            START, 0.0, *made)
+
+
+def test_world_must_be_a_finished_build(tmp_path):
+    """--world: a directory without the build's trained models is refused before anything is sampled or written."""
+    table = tmp_path / "table.json"
+    with pytest.raises(SystemExit, match="run the build to the end first"):
+        toy_reward.main(["--world", str(tmp_path / "unbuilt"), "--table", str(table), "--frames", str(tmp_path / "f")])
+    assert not table.exists() and not (tmp_path / "f").exists()

@@ -24,12 +24,20 @@ from richspace.toy import WEIGHTS
 MAX_BYTES = 16 * 2**20  # the package's budget for shipped weights
 
 
-def ship(out: Path, dest: Path = WEIGHTS) -> int:
-    """Copies out/cogvideox and out/clip (safetensors and configs) into dest; returns the bytes shipped."""
-    parts = [out / "cogvideox", out / "clip"]
+def trained_models(out: Path) -> tuple[Path, Path]:
+    """The pipeline and judge directories (cogvideox/, clip/) of the finished build in ``out``; a one-line
+    FileNotFoundError where the build has not finished."""
+    parts = (out / "cogvideox", out / "clip")
     missing = [str(p) for p in parts if not p.is_dir()]
     if missing:
-        raise FileNotFoundError(f"no trained model at {missing}; run the build to the end first")
+        raise FileNotFoundError(f"no trained model at {missing}; run the build to the end first "
+                                f"(python -m richspace.toy.build --out {out})")
+    return parts
+
+
+def ship(out: Path, dest: Path = WEIGHTS) -> int:
+    """Copies out/cogvideox and out/clip (safetensors and configs) into dest; returns the bytes shipped."""
+    parts = trained_models(out)
     size = sum(f.stat().st_size for p in parts for f in p.rglob("*") if f.is_file())
     if size > MAX_BYTES:
         raise ValueError(f"trained weights take {size / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB budget")

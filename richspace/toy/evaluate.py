@@ -121,14 +121,15 @@ def meets_floor(result: dict) -> list[str]:
     return low
 
 
-def load_toy(dtype: str = "float32", clip: str = "toy"):
-    """(pipeline without T5, encode, judge) for the shipped toy weights (the judge: ``clip``, a directory), frozen."""
+def load_toy(dtype: str = "float32", clip: str = "toy", pretrained: str = "toy"):
+    """(pipeline without T5, encode, judge) for the shipped toy weights, or a build's pipeline directory
+    (``pretrained``) and judge directory (``clip``), frozen."""
     from richspace.encoding import PromptEncoder
     from richspace.sampler import Sampler
     from richspace.weights import resolve_weights
     from richspace.videotext import load_video_text
     from richspace.toy import TEXT_LEN
 
-    pipe = Sampler("toy", dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
-    encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), None, TEXT_LEN)
+    pipe = Sampler(pretrained, dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
+    encoder = PromptEncoder(resolve_weights(pretrained, "cogvideox"), None, TEXT_LEN)
     return pipe, encoder, load_video_text(resolve_weights(clip, "clip"))

@@ -37,6 +37,12 @@ build resumes at the stage it was in):
    which the generator never sees: the judge's world is then wider than the generator's, as a
    real CLIP's is than CogVideoX's.
 
+The pool renders the training combinations, so no stage sees a striped triangle. ``pair_seen``
+puts that many striped triangles, with their captions, at the pool's end instead: the pair rare
+(1% at 30), not absent, for the generator and the judge alike. That is the paper's premise, a
+model that can draw the mix and is not reached by its prompt; off by default (BENCHMARKS.md,
+"A world where the pair is rare").
+
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
 """
