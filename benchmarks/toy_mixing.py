@@ -46,7 +46,7 @@ import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
 from richspace.runs import atomic_write_text  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
-from richspace.toy.build import trained_models  # noqa: E402
+from richspace.toy.build import finished_build, trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 
 LINE = ("average", "finder")  # methods that pick a point on the A-B line whatever their settings
@@ -78,13 +78,8 @@ def world_args(world: Path | None) -> tuple[list[str], list[str]]:
 
 
 def check_world(world: Path | None, out: Path) -> None:
-    """Refuses a --world that is no finished toy build, or an --out that holds another world's run (one-line errors);
-    records the world in ``out`` otherwise, so that a resumed run continues in the same one."""
-    if world is not None:
-        try:
-            trained_models(world)
-        except FileNotFoundError as e:
-            raise SystemExit(f"error: --world {world}: {e}")
+    """Refuses an --out that holds another toy world's run (a one-line error); records the world in ``out``
+    otherwise, so that a resumed run continues in the same one."""
     record, mine = out / "world.json", {"world": None if world is None else str(world.resolve())}
     if record.is_file() and json.loads(record.read_text()) != mine:
         raise SystemExit(f"error: {out} holds a run in another toy world ({record}); give another --out")
@@ -345,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--out", default="runs/toy-mixing")
     parser.add_argument("--sweep", default=None, metavar="MIX", help="print this mix's sweep view (runs what is missing)")
-    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+    parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
                         help="a toy build directory (python -m richspace.toy.build --out BUILD) whose cogvideox/ and "
                              "clip/ every command uses instead of the shipped toy weights; give its own --out")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from richspace.toy import evaluate, world  # noqa: E402
-from richspace.toy.build import trained_models  # noqa: E402
+from richspace.toy.build import finished_build, trained_models  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance_scale", type=float, default=None, help="override the config's guidance")
     parser.add_argument("--steps", type=int, default=None, help="override the config's denoising steps")
     parser.add_argument("--clip", default="toy", help="the judge: toy (shipped) or a build's clip directory")
-    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+    parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
                         help="a toy build directory: its cogvideox/ and clip/ instead of the shipped ones (and --clip)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"settings: {settings['steps']} steps, guidance {settings['guidance']}")
     models = {"clip": args.clip}
     if args.world is not None:
-        try:
-            pipeline, judge = trained_models(args.world)
-        except FileNotFoundError as e:
-            raise SystemExit(f"error: --world {args.world}: {e}")
+        pipeline, judge = trained_models(args.world)
         models = {"clip": str(judge), "pretrained": str(pipeline)}
     pipe, encode, judge = evaluate.load_toy(**models)
     rng = np.random.default_rng(0)

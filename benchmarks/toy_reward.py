@@ -73,7 +73,7 @@ from richspace.sampler import Sampler  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
-from richspace.toy.build import trained_models  # noqa: E402
+from richspace.toy.build import finished_build, trained_models  # noqa: E402
 
 OLD = ObjectiveWeights(w_guide=1.0, w_balance=1.0)  # the objective before the per-attribute reward
 
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--against", default=None, metavar="TABLE",
                         help="another --table of the same videos (another judge or reward): paired differences")
-    parser.add_argument("--world", type=Path, default=None, metavar="BUILD",
+    parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
                         help="a toy build (python -m richspace.toy.build --out BUILD) whose cogvideox/ samples and "
                              "whose clip/ judges, instead of the shipped ones; give its own --table and --frames")
     parser.add_argument("--limit", type=int, default=None)
@@ -369,10 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
     cfg = yaml.safe_load(Path(args.config).read_text())
     if args.world is not None:
-        try:
-            pipeline, judge = trained_models(args.world)
-        except FileNotFoundError as e:
-            raise SystemExit(f"error: --world {args.world}: {e}")
+        pipeline, judge = trained_models(args.world)
         cfg["sampler"]["pretrained"], cfg["model"]["clip"] = str(pipeline), str(judge)
     for name in ("clip", "query_temperature"):
         if getattr(args, name) is not None:

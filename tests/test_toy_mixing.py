@@ -60,12 +60,13 @@ def test_scored_seeds_may_not_be_fitted_or_labelled(tmp_path):
     toy_mixing.load_benchmark(REPO / "benchmarks" / "toy_mixing.yaml")
 
 
-def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_path, monkeypatch):
+def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_path, monkeypatch, capsys):
     """--world: train.py, infer.py and the predictor all get the build's models; a directory that is no finished build,
     or an --out that holds another world's run, is refused with a one-line error before anything runs."""
     world = tmp_path / "build"
-    with pytest.raises(SystemExit, match="run the build to the end first"):
-        toy_mixing.check_world(world, tmp_path / "out")
+    with pytest.raises(SystemExit) as stop:
+        toy_mixing.main(["--world", str(world), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "run the build to the end first" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     (world / "cogvideox").mkdir(parents=True)
     (world / "clip").mkdir()

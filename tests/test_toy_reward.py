@@ -175,9 +175,10 @@ def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
                            START, 0.0, *made)
 
 
-def test_world_must_be_a_finished_build(tmp_path):
+def test_world_must_be_a_finished_build(tmp_path, capsys):
     """--world: a directory without the build's trained models is refused before anything is sampled or written."""
     table = tmp_path / "table.json"
-    with pytest.raises(SystemExit, match="run the build to the end first"):
+    with pytest.raises(SystemExit) as stop:
         toy_reward.main(["--world", str(tmp_path / "unbuilt"), "--table", str(table), "--frames", str(tmp_path / "f")])
+    assert stop.value.code == 2 and "run the build to the end first" in capsys.readouterr().err
     assert not table.exists() and not (tmp_path / "f").exists()

@@ -35,6 +35,15 @@ def trained_models(out: Path) -> tuple[Path, Path]:
     return parts
 
 
+def finished_build(text: str) -> Path:
+    """argparse type of a ``--world BUILD`` option: a finished build's directory (an argparse error where not)."""
+    try:
+        trained_models(Path(text))
+    except FileNotFoundError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return Path(text)
+
+
 def ship(out: Path, dest: Path = WEIGHTS) -> int:
     """Copies out/cogvideox and out/clip (safetensors and configs) into dest; returns the bytes shipped."""
     parts = trained_models(out)
