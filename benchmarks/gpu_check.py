@@ -57,6 +57,7 @@ from shaped import build_shaped  # noqa: E402
 
 from richspace.data import MixItem, MixTexts  # noqa: E402
 from richspace.refinement import RefineModule  # noqa: E402
+from richspace.runs import read_results  # noqa: E402
 from richspace.sampler import CACHES, Sampler  # noqa: E402
 
 SPEED_OPTIONS = (*CACHES, "compile")
@@ -211,7 +212,7 @@ def end_to_end(weights: Path, work: Path, small: bool) -> dict:
                      *(["--model.steps", "2", "--sampler.num_inference_steps", "4"] if small else []), *common],
     }
     out = {name: {"wall_s": run_script(name, command, work)} for name, command in runs.items()}
-    rows = [json.loads(line) for line in (work / "infer" / "results.jsonl").read_text().splitlines()]
+    rows = read_results(work / "infer")
     assert len(rows) == 1 and set(rows[0]["videos"]) == {"guide", "average", "finder", "compose"}, rows
     refined = json.loads((work / "train" / "refinement.json").read_text())["mixes"]
     assert set(refined) == {"tiger-zebra"} and len(refined["tiger-zebra"]["trajectory"]) >= 3, refined
@@ -260,7 +261,7 @@ def toy_on_gpu(work: Path, device: str) -> dict:
         out[f"{accelerator}_s"] = run_script(f"infer.py (toy, {accelerator})", [
             sys.executable, str(ROOT / "infer.py"), "--run_dir", str(run_dir), "--trainer.accelerator", accelerator],
             work)
-        rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+        rows = read_results(run_dir)
         verdicts[accelerator] = {(r["id"], m): v["success"] for r in rows for m, v in r["success"].items()}
     cpu = verdicts["cpu"]
     other = verdicts.get("gpu", cpu)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import infer  # noqa: E402
 import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
-from richspace.runs import atomic_write_text  # noqa: E402
+from richspace.runs import atomic_write_text, read_results  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
@@ -119,7 +119,7 @@ def run(spec: dict, split: str, out: Path, world: Path | None = None) -> tuple[l
         run_dir = root / name
         infer.main(["--config", str(ROOT / spec["generate"]), "--experiments", str(experiments),
                     "--run_dir", str(run_dir), "--data.seed", str(seed), *models, *extra])
-        return [json.loads(line) | {"global_seed": seed} for line in (run_dir / "results.jsonl").read_text().splitlines()]
+        return [r | {"global_seed": seed} for r in read_results(run_dir)]
 
     labels = [r for s in spec["label_seeds"] for r in generate(s, f"label-{s}", ["--data.compose", "null"])]
     scored_extra = ["--data.sweep", json.dumps(spec["sweep"])]

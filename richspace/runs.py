@@ -58,6 +58,11 @@ def mix_dir(run_dir: Path, mix_id: str) -> Path:
     return run_dir / "mixes" / mix_id
 
 
+def read_results(run_dir: Path) -> list[dict]:
+    """A finished run's results.jsonl: one record per mix, in spec order."""
+    return [json.loads(line) for line in (Path(run_dir) / "results.jsonl").read_text().splitlines()]
+
+
 def read_record(run_dir: Path, mix_id: str) -> dict | None:
     """A finished mix's record, or None where the mix is missing or incomplete."""
     path = mix_dir(run_dir, mix_id) / "record.json"

@@ -680,13 +680,14 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
         scale = vae.config.scaling_factor
         looks, seen = [videos, cached["recons"], cached["rough"], drawn], truth
-        combos = world.training_combinations() + world.held_out_pair_combinations() if cfg.pair_seen else None
+        wider = cfg.pair_seen or cfg.clip_held_out  # the judge reads the held-out pair's captions too
+        combos = world.training_combinations() + world.held_out_pair_combinations() if wider else None
         if cfg.clip_held_out:  # rendered and mottled only: the generator draws none to stand in for generated ones
             extra, _, extra_truth = render_pool(cfg.clip_held_out, cfg.seed + 2, world.held_out_pair_combinations())
             means = [d.mean for d in posteriors(vae, extra)]  # encoded once: reconstructed and mottled decode these
             rough = mottled_decodes(vae, means, scale, cfg.seed + 2)
             looks = [torch.cat(pair) for pair in zip(looks, [extra, decodes(vae, means), rough, rough])]
-            seen, combos = truth + extra_truth, world.training_combinations() + world.held_out_pair_combinations()
+            seen = truth + extra_truth
         seen = [seen] * 4
         if cfg.clip_turn:  # motion between direction words, rendered and mottled (generated diagonals look so)
             turned, turned_truth = turned_pool(seen[0], cfg.clip_turn, cfg.seed)
