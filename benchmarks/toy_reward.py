@@ -25,7 +25,9 @@ Two checks, on the development mixes only (nothing here looks at the test set):
    ranker (richspace/learned.py) fitted on the other mixes' rewards, leaving the scored mix out;
    the single candidate best on the other mixes; the finder's alpha; and any candidate (the
    grid's ceiling). A second table averages over every split of the noises (each held out in
-   turn, the choice made on one, two or three of the others), which one fixed split cannot.
+   turn, the choice made on one, two or three of the others), which one fixed split cannot; there
+   the prior also weighs in on 3 or more noises (``model.noise_samples`` 3, its predictor fitted on
+   as many noises of the other mixes).
    A third splits, by kind, what is lost into what no candidate draws and what the pick misses.
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
    dev) when that file exists. ``--against TABLE`` adds the paired differences against another
@@ -378,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search (the reward is checked on its candidates)")
     table_path = Path(args.table)
-    sampled = {k: v for k, v in cfg["model"].items() if k not in ("prior_from", "prior_weight")}  # analysis only
+    sampled = {k: v for k, v in cfg["model"].items()  # analysis only: --noises samples, the choosers weigh
+               if k not in ("prior_from", "prior_weight", "noise_samples")}
     settings = {"config": sampled, "seed": args.seed, "noises": args.noises,
                 "experiments": Path(args.experiments).name}
     if args.chains_on is not None:
@@ -452,6 +455,10 @@ def main(argv: list[str] | None = None) -> None:
     for w in sorted({0.25, 0.5, 1.0, weight}):
         rotations[f"reward on 2 noises and the learned prior, weight {w:g}"] = rotated(rows, candidates, 2, args.noises,
                                                                                        priors, w)
+    for k in range(3, args.noises):  # model.noise_samples k: its predictor is fitted on k noises' rewards too
+        wider = left_out_priors(rows, grid, module.start_values, k, args.steps)
+        rotations[f"reward on {k} noises and the learned prior, weight {weight:g}"] = rotated(
+            rows, candidates, k, args.noises, wider, weight)
     for name, rates in rotations.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")

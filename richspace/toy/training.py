@@ -677,8 +677,9 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         composed = load_file(out / "composed.safetensors") if cfg.composed else {}
         drawn = videos.clone()  # where no generated video agrees with its caption, the rendered one stands in
         drawn[: len(made["kept"])][made["kept"]] = made["videos"][made["kept"]]
-        vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
-        scale = vae.config.scaling_factor
+        if cfg.clip_held_out or cfg.clip_turn:  # only these encode and decode more videos
+            vae = AutoencoderKLCogVideoX.from_pretrained(out / "stage-vae").eval()
+            scale = vae.config.scaling_factor
         looks, seen = [videos, cached["recons"], cached["rough"], drawn], truth
         wider = cfg.pair_seen or cfg.clip_held_out  # the judge reads the held-out pair's captions too
         combos = world.training_combinations() + world.held_out_pair_combinations() if wider else None
