@@ -70,6 +70,11 @@ def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_pa
     assert not (tmp_path / "out").exists()
     (world / "cogvideox").mkdir(parents=True)
     (world / "clip").mkdir()
+    with pytest.raises(SystemExit):  # the directories of a build killed while saving them: still unfinished
+        toy_mixing.main(["--world", str(world), "--out", str(tmp_path / "out")])
+    assert "model_index.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    (world / "cogvideox" / "model_index.json").write_text("{}")
+    (world / "clip" / "config.json").write_text("{}")
     calls = []
 
     def fake_infer(argv):

@@ -26,9 +26,9 @@ MAX_BYTES = 16 * 2**20  # the package's budget for shipped weights
 
 def trained_models(out: Path) -> tuple[Path, Path]:
     """The pipeline and judge directories (cogvideox/, clip/) of the finished build in ``out``; a one-line
-    FileNotFoundError where the build has not finished."""
+    FileNotFoundError where the build has not finished (either lacks the file ``from_pretrained`` reads first)."""
     parts = (out / "cogvideox", out / "clip")
-    missing = [str(p) for p in parts if not p.is_dir()]
+    missing = [str(p / f) for p, f in zip(parts, ("model_index.json", "config.json")) if not (p / f).is_file()]
     if missing:
         raise FileNotFoundError(f"no trained model at {missing}; run the build to the end first "
                                 f"(python -m richspace.toy.build --out {out})")
