@@ -28,7 +28,10 @@ Two checks, on the development mixes only (nothing here looks at the test set):
    turn, the choice made on one, two or three of the others), which one fixed split cannot; there
    the prior also weighs in on 3 or more noises (``model.noise_samples`` 3, its predictor fitted on
    as many noises of the other mixes).
-   A third splits, by kind, what is lost into what no candidate draws and what the pick misses.
+   A perfect judge (the pixels' own verdicts on the noises chosen on, ties broken by the reward) bounds
+   every reward from above: what it misses, no judge of k noises can pick.
+   A third splits, by kind, what is lost into what no candidate draws, what even a perfect judge of
+   2 noises misses, and what the judge misses beyond that.
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
    dev) when that file exists. ``--against TABLE`` adds the paired differences against another
    table of the same videos (another ``--clip`` or reward), chooser by chooser.
@@ -297,11 +300,19 @@ def choices(rows: dict, grid: list[dict], fit: int, held: list[int], priors: tor
     return out
 
 
+def perfect_pick(evals: list[list[dict]], fit) -> int:
+    """The candidate a perfect judge keeps from the ``fit`` noises: the one its pixels show the mix on most often,
+    ties broken by the reward (then the first): the most any reward can pick from those noises."""
+    return max(range(len(evals)), key=lambda c: (sum(evals[c][j]["success"] for j in fit),
+                                                 sum(evals[c][j]["reward"] for j in fit), -c))
+
+
 def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tensor | None = None,
-            prior_weight: float = 0.0) -> list[float]:
+            prior_weight: float = 0.0, perfect: bool = False) -> list[float]:
     """Per mix (``rows`` order): the reward's pick on ``k`` noises, scored on a noise it did not see, averaged over
     every held-out noise and every choice of ``k`` of the others: the fixed split (choose on noises 0-1, score on
-    the rest) without its luck. With ``priors`` (``left_out_priors``), the pick weighs them in (``with_prior``)."""
+    the rest) without its luck. With ``priors`` (``left_out_priors``), the pick weighs them in (``with_prior``);
+    with ``perfect``, a perfect judge picks instead (``perfect_pick``)."""
     out = []
     for m, row in enumerate(rows.values()):
         evals = [row["evals"][t] for t in row["thetas"][:candidates]]
@@ -309,7 +320,12 @@ def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tens
         for held in range(noises):
             for fit in itertools.combinations([j for j in range(noises) if j != held], k):
                 rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
-                pick = int(rewards.argmax()) if priors is None else with_prior(rewards, priors[m], prior_weight)
+                if perfect:
+                    pick = perfect_pick(evals, fit)
+                elif priors is None:
+                    pick = int(rewards.argmax())
+                else:
+                    pick = with_prior(rewards, priors[m], prior_weight)
                 verdicts.append(float(evals[pick][held]["success"]))
         out.append(sum(verdicts) / len(verdicts))
     return out
@@ -322,17 +338,20 @@ def best_candidate(rows: dict, candidates: int, noises: int) -> list[float]:
             for row in rows.values()]
 
 
-def by_kind(rows: dict, groups: dict[str, list[str]], best: list[float], picked: list[float]) -> list[str]:
-    """Markdown rows: per group and kind, the mixes, the best candidate's share, the pick's, and where the rest is lost:
-    to the candidates (none shows the mix) or to the pick (one does, another is kept)."""
+def by_kind(rows: dict, groups: dict[str, list[str]], best: list[float], perfect: list[float],
+            picked: list[float]) -> list[str]:
+    """Markdown rows: per group and kind, the mixes, the best candidate's share, a perfect judge's pick's, the
+    chooser's, and where the rest is lost: to the candidates (none shows the mix), to the noises chosen on (even a
+    perfect judge of them keeps another) and to the judge (the chooser keeps a worse one than a perfect judge)."""
     ids, out = list(rows), []
     for group, members in groups.items():
         kinds: dict[str, list[int]] = {}
         for i in members:
             kinds.setdefault(rows[i]["kind"], []).append(ids.index(i))
         for kind, idx in kinds.items():
-            b, p = (sum(v[m] for m in idx) / len(idx) for v in (best, picked))
-            out.append(f"| {group} | {kind} | {len(idx)} | {b:.0%} | {p:.0%} | {1 - b:.0%} | {b - p:.0%} |")
+            b, f, p = (sum(v[m] for m in idx) / len(idx) for v in (best, perfect, picked))
+            out.append(f"| {group} | {kind} | {len(idx)} | {b:.0%} | {f:.0%} | {p:.0%} | {1 - b:.0%} | {b - f:.0%} "
+                       f"| {f - p:.0%} |")
     return out
 
 
@@ -459,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
         wider = left_out_priors(rows, grid, module.start_values, k, args.steps)
         rotations[f"reward on {k} noises and the learned prior, weight {weight:g}"] = rotated(
             rows, candidates, k, args.noises, wider, weight)
+    for k in range(1, args.noises):
+        rotations[f"a perfect judge: the pixels' verdicts on {k} noise{'s' if k > 1 else ''} (ties: the reward)"] = \
+            rotated(rows, candidates, k, args.noises, perfect=True)
     for name, rates in rotations.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -468,12 +490,14 @@ def main(argv: list[str] | None = None) -> None:
              for members in groups.values()]
     print(f"| the prior (weight {weight:g}) - the reward alone, paired | " + " | ".join(cells) + " |")
     best = best_candidate(rows, candidates, args.noises)
+    perfect = rotations["a perfect judge: the pixels' verdicts on 2 noises (ties: the reward)"]
     print(f"\nWhere the mix is lost, by kind (means over mixes, too few for intervals): the best single candidate's "
-          f"share of the {args.noises} noises, and the shipped chooser's (the reward on 2 noises and the prior, "
-          f"weight {weight:g}, every split):")
-    print("| group | kind | mixes | best candidate | chooser | lost to the candidates | lost to the pick |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(by_kind(rows, groups, best, prior)))
+          f"share of the {args.noises} noises, a perfect judge's pick on 2 noises, and the shipped chooser's (the "
+          f"reward on 2 noises and the prior, weight {weight:g}); every split:")
+    print("| group | kind | mixes | best candidate | perfect judge | chooser | lost to the candidates "
+          "| lost to choosing on 2 noises | lost to the judge |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(by_kind(rows, groups, best, perfect, prior)))
     if args.against is not None:
         theirs = json.loads(Path(args.against).read_text())["mixes"]
         mine = {"the reward alone": alone, f"the reward and the prior (weight {weight:g})": prior}

@@ -148,10 +148,35 @@ def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
     assert toy_reward.best_candidate(rows, 2, 4) == [0.75, 0.0] and toy_reward.best_candidate(rows, 1, 4) == [0.0, 0.0]
     picked = toy_reward.rotated(rows, 3, 2, 4)  # the reward always keeps candidate 2: noises 0 and 2 of 4
     assert picked == [0.5, 0.0]
-    lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, picked)
-    assert lines == ["| all mixes | hue | 1 | 75% | 50% | 25% | 25% |",
-                     "| all mixes | stripes | 1 | 0% | 0% | 100% | 0% |",
-                     "| guide fails | stripes | 1 | 0% | 0% | 100% | 0% |"]
+    # a perfect judge keeps candidate 1 where it leads on the fit noises, and the reward's candidate 2 on a tie:
+    # held out 0: 3 of 3 splits show the mix; held out 1: none (every split ties); held out 2: 3; held out 3: none
+    assert toy_reward.rotated(rows, 3, 2, 4, perfect=True) == [0.5, 0.0]
+    perfect = [0.625, 0.0]  # columns apart: best, perfect, chooser; lost to candidates, to 2 noises, to the judge
+    lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, perfect, picked)
+    assert lines == ["| all mixes | hue | 1 | 75% | 62% | 50% | 25% | 12% | 12% |",
+                     "| all mixes | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% |",
+                     "| guide fails | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% |"]
+
+
+def test_a_perfect_judge_keeps_what_the_pixels_show_on_the_fit_noises():
+    """The bound on every reward: most verdicts of success on the noises chosen on, ties broken by the reward."""
+    # candidate 0 shows the mix on noises 0, 1; candidate 1 on 0, 2, 3 with the higher reward; candidate 2 never
+    evals = [[{"reward": 0.0, "success": s} for s in (True, True, False, False)],
+             [{"reward": 1.0, "success": s} for s in (True, False, True, True)],
+             [{"reward": 9.0, "success": False} for _ in range(4)]]
+    assert toy_reward.perfect_pick(evals, (0, 1)) == 0  # 2 verdicts against 1, whatever the reward says
+    assert toy_reward.perfect_pick(evals, (0,)) == 1  # a tie on noise 0: the reward breaks it
+    assert toy_reward.perfect_pick(evals, (2, 3)) == 1
+    evals[1] = [{**e, "reward": 0.0} for e in evals[1]]
+    assert toy_reward.perfect_pick(evals, (0,)) == 0  # a tie in both: the first, as the reward's argmax keeps
+    # every split, k = 1: held out 0: picks from noises 1, 2, 3 are 0, 1, 1, all show it on noise 0 (3 of 3);
+    # held out 1: noises 0, 2, 3 pick 0, 1, 1 -> 1, 0, 0; held out 2: noises 0, 1, 3 pick 0, 0, 1 -> 0, 0, 1;
+    # held out 3: noises 0, 1, 2 pick 0, 0, 1 -> 0, 0, 1
+    mix = {"kind": "hue", "features": [0.0] * 8, "thetas": ["c0", "c1", "c2"],
+           "evals": {f"c{i}": e for i, e in enumerate(evals)}}
+    assert toy_reward.rotated({"m": mix}, 3, 1, 4, perfect=True) == [pytest.approx((1 + 1 / 3 + 1 / 3 + 1 / 3) / 4)]
+    # the reward alone keeps candidate 2 (9) every time, which never shows it: the bound is above it
+    assert toy_reward.rotated({"m": mix}, 3, 1, 4) == [0.0]
 
 
 def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
