@@ -478,9 +478,9 @@ def main(argv: list[str] | None = None) -> None:
         wider = left_out_priors(rows, grid, module.start_values, k, args.steps)
         rotations[f"reward on {k} noises and the learned prior, weight {weight:g}"] = rotated(
             rows, candidates, k, args.noises, wider, weight)
-    for k in range(1, args.noises):
-        rotations[f"a perfect judge: the pixels' verdicts on {k} noise{'s' if k > 1 else ''} (ties: the reward)"] = \
-            rotated(rows, candidates, k, args.noises, perfect=True)
+    perfect = {k: rotated(rows, candidates, k, args.noises, perfect=True) for k in range(1, args.noises)}
+    for k, rates in perfect.items():
+        rotations[f"a perfect judge: the pixels' verdicts on {k} noise{'s' if k > 1 else ''} (ties: the reward)"] = rates
     for name, rates in rotations.items():
         cells = [str(bootstrap_mean([rates[ids.index(i)] for i in members])) for members in groups.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -490,14 +490,13 @@ def main(argv: list[str] | None = None) -> None:
              for members in groups.values()]
     print(f"| the prior (weight {weight:g}) - the reward alone, paired | " + " | ".join(cells) + " |")
     best = best_candidate(rows, candidates, args.noises)
-    perfect = rotations["a perfect judge: the pixels' verdicts on 2 noises (ties: the reward)"]
     print(f"\nWhere the mix is lost, by kind (means over mixes, too few for intervals): the best single candidate's "
           f"share of the {args.noises} noises, a perfect judge's pick on 2 noises, and the shipped chooser's (the "
           f"reward on 2 noises and the prior, weight {weight:g}); every split:")
     print("| group | kind | mixes | best candidate | perfect judge | chooser | lost to the candidates "
           "| lost to choosing on 2 noises | lost to the judge |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(by_kind(rows, groups, best, perfect, prior)))
+    print("\n".join(by_kind(rows, groups, best, perfect[2], prior)))
     if args.against is not None:
         theirs = json.loads(Path(args.against).read_text())["mixes"]
         mine = {"the reward alone": alone, f"the reward and the prior (weight {weight:g})": prior}
