@@ -11,7 +11,9 @@
     python benchmarks/toy_reward.py --world runs/toy-world-rare --labels runs/toy-mixing-rare/dev/toy_mixing.json \
         --table runs/toy-reward/rare.json --frames runs/toy-reward/rare-frames   # in another toy build (~30 min)
 
-Two checks, on the development mixes only (nothing here looks at the test set):
+Two checks, on the development mixes, where settings are chosen. Given ``--experiments
+configs/experiments/toy-test.yaml`` (with the test run's ``--labels`` and its own ``--table`` and
+``--frames``), the same rows bound what refinement could pick on the test mixes; choose nothing there:
 
 1. Rendered: for each mix, the world's own render of what the mix asks (the in-between hue,
    the diagonal, the striped triangle) against renders of A and of B (same noise-free world).
