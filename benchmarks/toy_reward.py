@@ -321,13 +321,11 @@ def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tens
         verdicts = []
         for held in range(noises):
             for fit in itertools.combinations([j for j in range(noises) if j != held], k):
-                rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
                 if perfect:
                     pick = perfect_pick(evals, fit)
-                elif priors is None:
-                    pick = int(rewards.argmax())
                 else:
-                    pick = with_prior(rewards, priors[m], prior_weight)
+                    rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
+                    pick = int(rewards.argmax()) if priors is None else with_prior(rewards, priors[m], prior_weight)
                 verdicts.append(float(evals[pick][held]["success"]))
         out.append(sum(verdicts) / len(verdicts))
     return out
