@@ -160,7 +160,8 @@ class MixResult:
 
 
 def objective_of(metrics: dict, alpha: float, alpha_0: float, weights: ObjectiveWeights) -> float:
-    """Refinement's objective from a video's judge scores (the number refinement climbs), without gradients."""
+    """Refinement's objective from a video's judge scores (the number refinement climbs), without gradients; the
+    judge's terms only (D, the generator's own reading, is not in the run's records)."""
     t = {k: torch.tensor(float(metrics[k])) for k in ("clip_a", "clip_b", "clip_guide")}
     q = torch.tensor(float(metrics["queries"])) if "queries" in metrics else None
     terms = objective_terms(t["clip_a"], t["clip_b"], t["clip_guide"], torch.tensor(alpha), alpha_0, weights, q)

@@ -156,14 +156,17 @@ def on_refined_bases(items: list, experiments: str, refinement: str | Path, guid
 
 
 def score(module: RefineModule, item, frames: torch.Tensor, *weights: ObjectiveWeights) -> list[float]:
-    """The objective of one video under each of ``weights``, from one judge feature of it."""
+    """The objective of one video under each of ``weights``, from one judge feature of it (and one D, where any
+    weighs it)."""
     saved, out = module.weights, []
     with torch.no_grad():
         video = module.judge.video_features(frames)
         try:
+            module.weights = max(weights, key=lambda w: w.w_denoise)
+            denoise = module.denoise_reward(item, frames)
             for w in weights:
                 module.weights = w
-                out.append(float(module.terms(item, video, torch.tensor(item.alpha))["objective"]))
+                out.append(float(module.terms(item, video, torch.tensor(item.alpha), denoise)["objective"]))
         finally:
             module.weights = saved
     return out

@@ -63,6 +63,7 @@ class MixItem:
     negative: Tensor  # (L, d) the encoded empty prompt
     meta: dict = field(default_factory=dict)  # the spec's extra keys (a toy mix's ``expect``, ...)
     weights: dict[str, Tensor] = field(default_factory=dict)  # method -> (n,) composition weights (sampled composed)
+    option_embeds: Tensor | None = None  # (n, L, d) every query option's text, in ``meta["queries"]`` order (refinement)
 
 
 @dataclass

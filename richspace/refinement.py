@@ -38,7 +38,7 @@ from richspace.sampler import Sampler
 from richspace.video import to_uint8
 from richspace.weights import DTYPES, check_weights, resolve_weights
 
-TERMS = ("objective", "clip_guide", "clip_a", "clip_b", "balance", "queries", "anchor")
+TERMS = ("objective", "clip_guide", "clip_a", "clip_b", "balance", "queries", "denoise", "anchor")
 
 
 # ---------------------------------------------------------------- a mix's state on disk
@@ -80,9 +80,37 @@ class RefineDataModule(MixDataModule):
         return state is not None and state.done
 
     def prepare_data(self) -> None:
+        """Also encodes the captions of every mix's ``queries`` into the cache (the reward D reads them)."""
         if self.overwrite:  # start again from the closed form (rank 0, before any rank reads a state)
             shutil.rmtree(self.run_dir / "refine", ignore_errors=True)
         super().prepare_data()
+        options = query_options(self.specs)
+        if options:
+            device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+            encoder = self._encoder(device)
+            encoder(options)
+            encoder.release()
+
+    def setup(self, stage: str) -> None:
+        """Every rank: the items, each with its queries' option texts encoded (from the cache)."""
+        super().setup(stage)
+        if not query_options(self.specs):
+            return
+        encoder = self._encoder()
+        for item in self.items:
+            if "queries" in item.meta:
+                item.option_embeds = encoder(options_of(parse_queries(item.meta["queries"], item.id)))[0]
+
+
+def options_of(queries) -> list[str]:
+    """Every query's option captions, in order (one row each of ``MixItem.option_embeds``)."""
+    return [o for q in queries for o in q.options]
+
+
+def query_options(specs) -> list[str]:
+    """Every distinct caption of the specs' ``queries`` (checked when the specs loaded), in first-use order."""
+    return list(dict.fromkeys(o for s in specs if "queries" in s.meta
+                              for o in options_of(parse_queries(s.meta["queries"], s.id))))
 
 
 # ---------------------------------------------------------------- module
@@ -129,6 +157,9 @@ class RefineModule(L.LightningModule):
         softmin_temperature: float = 1.0,
         w_queries: float = 0.0,
         query_temperature: float = 1.0,
+        w_denoise: float = 0.0,
+        denoise_temperature: float = 0.01,
+        denoise_pairs: int = 12,
         autocast: str | None = None,
         frames_every_n_steps: int = 10,
         prior_from: str | None = None,
@@ -160,6 +191,9 @@ class RefineModule(L.LightningModule):
             lr: Adam's learning rate.
             w_guide, w_balance, w_anchor, softmin_temperature, w_queries, query_temperature: the objective's
                 weights (richspace.objective); w_queries scores each mix's ``queries`` (where it has them).
+            w_denoise, denoise_temperature, denoise_pairs: the weight of D, the same ``queries`` asked of the frozen
+                generator (its prediction error under each option's text, on ``denoise_pairs`` shared (timestep,
+                noise) pairs; ``Sampler.denoising_errors``), and the temperature of its softmax over the errors.
             autocast: None, or bfloat16 / float16 autocast for the gradient part.
             frames_every_n_steps: keep the frames every N steps of a mix for TensorBoard.
             prior_from: a mixing-parameter predictor (``python -m richspace.learned``, fitted on other mixes with
@@ -210,6 +244,9 @@ class RefineModule(L.LightningModule):
         if prior_from is not None and (mode != "search" or steps != 0):
             raise ValueError("model.prior_from scores the grid's candidates: it needs model.mode search and "
                              f"model.steps 0; got mode {mode}, steps {steps}")
+        if w_denoise and (denoise_temperature <= 0 or denoise_pairs < 1):
+            raise ValueError("model.denoise_temperature must be > 0 and model.denoise_pairs >= 1; got "
+                             f"{denoise_temperature} and {denoise_pairs}")
         if prior_weight < 0:
             raise ValueError(f"model.prior_weight must be >= 0; got {prior_weight}")
         self.save_hyperparameters(ignore=["sampler"])
@@ -217,7 +254,7 @@ class RefineModule(L.LightningModule):
         self.hparams.params = params
         self.allow_zero_length_dataloader_with_multiple_devices = True  # more ranks than unfinished mixes
         object.__setattr__(self, "sampler", sampler)  # not a submodule: Lightning must not move, wrap or save it
-        self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature, w_queries)
+        self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature, w_queries, w_denoise)
         rest = {"offset": 0.0, "w_mix": sampler.guidance_scale, "w_a": 0.0, "w_b": 0.0} | dict(start or {})
         self.rest = torch.tensor([rest[p] for p in PARAMS[1:]], dtype=torch.float64)  # offset, w_mix, w_a, w_b
         self.learned = torch.tensor([p in params for p in PARAMS])  # (5,) which entries of theta move
@@ -299,15 +336,26 @@ class RefineModule(L.LightningModule):
             with autocast:
                 frames = self.sampler.sample(texts, item.negative, item.seed + j, hp.grad_steps,
                                              hp.decode_latent_frames, weights).float()
+                denoise = self.denoise_reward(item, frames)  # the generator reads every decoded frame
                 if hp.clip_frames is not None:
                     frames = frames[hp.clip_frames]
                 video = self.judge.video_features(frames)
-            runs.append(self.terms(item, video, theta[0]))
+            runs.append(self.terms(item, video, theta[0], denoise))
             first = frames if first is None else first
         return {k: torch.stack([r[k] for r in runs]).mean() for k in runs[0]}, first
 
-    def terms(self, item: MixItem, video: Tensor, alpha: Tensor) -> dict[str, Tensor]:
-        """The objective's terms for one video's judge feature."""
+    def denoise_reward(self, item: MixItem, frames: Tensor) -> Tensor | None:
+        """D of one video's (F, 3, H, W) frames in [0, 1]: its mix's queries asked of the frozen generator (None
+        where w_denoise is 0 or the mix has no queries; richspace.objective)."""
+        if not self.weights.w_denoise or item.option_embeds is None:
+            return None
+        queries = parse_queries(item.meta["queries"], item.id)
+        errors = self.sampler.denoising_errors(frames, item.option_embeds, self.hparams.denoise_pairs, item.seed)
+        scores = list((-errors).split([len(q.options) for q in queries]))
+        return query_reward(scores, queries, self.hparams.denoise_temperature)
+
+    def terms(self, item: MixItem, video: Tensor, alpha: Tensor, denoise: Tensor | None = None) -> dict[str, Tensor]:
+        """The objective's terms for one video's judge feature (and its D, ``denoise_reward``)."""
         texts = self.text_features((item.texts.a, item.texts.b, item.texts.guide))
         s_a, s_b, s_g = 100 * texts @ video
         q = None
@@ -315,7 +363,7 @@ class RefineModule(L.LightningModule):
             queries = parse_queries(item.meta["queries"], item.id)
             scores = [100 * self.text_features(query.options) @ video for query in queries]
             q = query_reward(scores, queries, self.hparams.query_temperature)
-        return objective_terms(s_a, s_b, s_g, alpha, item.alpha, self.weights, q)
+        return objective_terms(s_a, s_b, s_g, alpha, item.alpha, self.weights, q, denoise)
 
     # -------------------------------------------------------------- one mix, start to end
     def start(self, item: MixItem) -> RefineState:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from richspace.conditioning import active
+from richspace.objective import noised, prediction_errors
 from richspace.video import to_uint8
 from richspace.weights import check_dtype, check_weights, resolve_weights, temporal_compression
 
@@ -278,6 +279,37 @@ class Sampler:
             with torch.set_grad_enabled(torch.is_grad_enabled() and grad_steps > 0):
                 video = pipe.video_processor.postprocess_video(pipe.decode_latents(latents), output_type="pt")
         return video[0]
+
+    def denoising_errors(self, frames: Tensor, embeds: Tensor, pairs: int, seed: int, rows: int = 192) -> Tensor:
+        """(n,) the transformer's mean prediction error on ``frames`` (F, 3, H, W) in [0, 1], encoded by the VAE,
+        under each text of ``embeds`` (n, L, d), on ``pairs`` (timestep, noise) pairs every text shares: timesteps
+        evenly spaced over 5%..95% of training's, noise from ``seed``. A diffusion classifier's reading (lower: the
+        text explains the video better); ``richspace.objective`` turns it into the reward D. Gradients flow to
+        ``frames`` where enabled. ``rows``: at most this many (text, pair) rows per transformer call."""
+        pipe, device = self.pipe, self.device
+        vae, transformer, scheduler = pipe.vae, pipe.transformer, pipe.scheduler
+        dtype = transformer.dtype
+        video = (frames.to(device=device, dtype=vae.dtype) * 2 - 1).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W)
+        latents = (vae.encode(video).latent_dist.mean * vae.config.scaling_factor).permute(0, 2, 1, 3, 4)
+        train = scheduler.config.num_train_timesteps
+        timesteps = torch.linspace(0.05 * train, 0.95 * train, pairs).round().long()
+        noise = torch.randn((pairs, *latents.shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
+        x_t, target = noised(latents.float(), noise.to(device), scheduler.alphas_cumprod[timesteps].to(device),
+                             scheduler.config.prediction_type)
+        rotary = (pipe._prepare_rotary_positional_embeddings(self.height, self.width, latents.size(1), device)
+                  if transformer.config.use_rotary_positional_embeddings else None)
+        timesteps, embeds = timesteps.to(device), embeds.to(device=device, dtype=dtype)
+        per_call = max(1, rows // pairs)
+        errors = []
+        for chunk in embeds.split(per_call):
+            n = chunk.shape[0]
+            prediction = transformer(
+                hidden_states=x_t.to(dtype).repeat(n, *[1] * (x_t.dim() - 1)),
+                encoder_hidden_states=chunk.repeat_interleave(pairs, 0), timestep=timesteps.repeat(n),
+                image_rotary_emb=rotary, return_dict=False,
+            )[0].float()
+            errors.append(prediction_errors(prediction.view(n, pairs, *prediction.shape[1:]), target))
+        return torch.cat(errors)
 
     def _step(self, latents, context, weights, t, i, timesteps, rotary, step_kwargs, state):
         """One denoising step; follows the body of CogVideoXPipeline.__call__'s step 8 (diffusers 0.42), with

@@ -247,6 +247,7 @@ def test_per_token_coefficients_reach_infer(tmp_path):
         (["--model.mode", "search", "--model.steps", "0", "--model.prior_from", "/nonexistent"],
          "model.prior_from: /nonexistent is not a saved mixing-parameter predictor"),
         (["--model.prior_weight", "-1"], "model.prior_weight must be >= 0"),
+        (["--model.w_denoise", "1", "--model.denoise_temperature", "0"], "model.denoise_temperature must be > 0"),
     ],
 )
 def test_settings_that_cannot_work_are_one_line(args, expected, tmp_path, capsys):
