@@ -31,7 +31,8 @@ configs/experiments/toy-test.yaml`` (with the test run's ``--labels`` and its ow
    the prior also weighs in on 3 or more noises (``model.noise_samples`` 3, its predictor fitted on
    as many noises of the other mixes).
    A perfect judge (the pixels' own verdicts on the noises chosen on, ties broken by the reward) bounds
-   every reward from above: what it misses, no judge of k noises can pick.
+   every reward from above up to its ties: among candidates that show the mix equally often on the noises
+   chosen on, it keeps the reward's pick, and a better reward can break those ties better.
    A third splits, by kind, what is lost into what no candidate draws, what even a perfect judge of
    2 noises misses, and what the judge misses beyond that.
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
@@ -307,7 +308,7 @@ def choices(rows: dict, grid: list[dict], fit: int, held: list[int], priors: tor
 
 def perfect_pick(evals: list[list[dict]], fit) -> int:
     """The candidate a perfect judge keeps from the ``fit`` noises: the one its pixels show the mix on most often,
-    ties broken by the reward (then the first): the most any reward can pick from those noises."""
+    ties broken by the reward (then the first): the most any reward can pick from those noises, but for the ties."""
     return max(range(len(evals)), key=lambda c: (sum(evals[c][j]["success"] for j in fit),
                                                  sum(evals[c][j]["reward"] for j in fit), -c))
 

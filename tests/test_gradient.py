@@ -1,5 +1,5 @@
 """Refinement's gradient is right: autograd through every denoising step (the default, K = T) agrees with a
-central finite difference of the same objective, in sign and size, on the toy (per-attribute reward, every
+central finite difference of the same objective, in sign and size, on the toy (per-attribute rewards Q and D, every
 mixing parameter, composed sampling) and on the tiny checkpoint (CLIP objective, alpha).
 benchmarks/gradient_check.py measures what truncation (K < T) does to it."""
 
@@ -15,7 +15,7 @@ CASES = {
         sampler=dict(pretrained="toy", num_frames=9, height=32, width=32, num_inference_steps=20, guidance_scale=3.0,
                      max_sequence_length=16),
         model=dict(clip="toy", params=list(PARAMS), start={"w_a": 0.5, "w_b": 0.5}, w_guide=0.0, w_balance=0.0,
-                   w_queries=1.0, alpha_range=(-1.0, 2.0)),
+                   w_queries=1.0, w_denoise=1.0, alpha_range=(-1.0, 2.0)),
         data=dict(experiments="configs/experiments/toy.yaml", only=["orange", "up-left"], pretrained="toy",
                   max_sequence_length=16, guidance_scale=3.0),
     ),
