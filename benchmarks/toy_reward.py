@@ -163,8 +163,7 @@ def score(module: RefineModule, item, frames: torch.Tensor, *weights: ObjectiveW
     with torch.no_grad():
         video = module.judge.video_features(frames)
         try:
-            module.weights = max(weights, key=lambda w: w.w_denoise)
-            denoise = module.denoise_reward(item, frames)
+            denoise = module.denoise_reward(item, frames) if any(w.w_denoise for w in weights) else None
             for w in weights:
                 module.weights = w
                 out.append(float(module.terms(item, video, torch.tensor(item.alpha), denoise)["objective"]))

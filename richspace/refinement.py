@@ -94,12 +94,12 @@ class RefineDataModule(MixDataModule):
     def setup(self, stage: str) -> None:
         """Every rank: the items, each with its queries' option texts encoded (from the cache)."""
         super().setup(stage)
-        if not query_options(self.specs):
+        asking = [item for item in self.items if "queries" in item.meta]
+        if not asking:
             return
         encoder = self._encoder()
-        for item in self.items:
-            if "queries" in item.meta:
-                item.option_embeds = encoder(options_of(parse_queries(item.meta["queries"], item.id)))[0]
+        for item in asking:
+            item.option_embeds = encoder(options_of(parse_queries(item.meta["queries"], item.id)))[0]
 
 
 def options_of(queries) -> list[str]:
@@ -336,7 +336,8 @@ class RefineModule(L.LightningModule):
             with autocast:
                 frames = self.sampler.sample(texts, item.negative, item.seed + j, hp.grad_steps,
                                              hp.decode_latent_frames, weights).float()
-                denoise = self.denoise_reward(item, frames)  # the generator reads every decoded frame
+                # the generator reads every decoded frame
+                denoise = self.denoise_reward(item, frames) if self.weights.w_denoise else None
                 if hp.clip_frames is not None:
                     frames = frames[hp.clip_frames]
                 video = self.judge.video_features(frames)
@@ -346,8 +347,8 @@ class RefineModule(L.LightningModule):
 
     def denoise_reward(self, item: MixItem, frames: Tensor) -> Tensor | None:
         """D of one video's (F, 3, H, W) frames in [0, 1]: its mix's queries asked of the frozen generator (None
-        where w_denoise is 0 or the mix has no queries; richspace.objective)."""
-        if not self.weights.w_denoise or item.option_embeds is None:
+        where the mix has no queries; richspace.objective)."""
+        if item.option_embeds is None:
             return None
         queries = parse_queries(item.meta["queries"], item.id)
         errors = self.sampler.denoising_errors(frames, item.option_embeds, self.hparams.denoise_pairs, item.seed)
