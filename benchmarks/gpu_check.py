@@ -14,7 +14,8 @@ Phases (each prints its figures; any failure ends the check with exit code 1):
      720x480, 49 frames, --steps steps, plain and with VAE tiling; and infer.py's compose (three texts);
   4. refinement at the 2B config (480x720, 13 frames, 50 steps, 2 latent frames decoded, CLIP on frames
      0, 2, 4): a gradient step with K = 1 (goal: <= 10 s on an H100, <= 40 GB) and one evaluation of the
-     shipped search mode for a candidate on the line and for a composed one, seconds and peak memory;
+     shipped search mode for a candidate on the line and for a composed one, seconds and peak memory, and the
+     composed one again with the reward D (the generator as a second judge, 15 options x 12 pairs);
   5. infer.py and train.py end to end through configs/cogvideox-2b.yaml and configs/refine-cogvideox-2b.yaml
      (one mix; infer.py at 10 steps, train.py the shipped search whole: the cost of a mix), timed, their
      outputs checked;
@@ -40,12 +41,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -184,7 +187,34 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
         evaluations = [timed(evaluate, cuda) for _ in range(steps)]
         out |= {f"s_per_{name}_evaluation": statistics.median_high(e[1] for e in evaluations),
                 f"{name}_evaluation_peak_gib": max(e[2] for e in evaluations)}
+    out |= denoise_cost(module, item, theta, device, steps)
     return out
+
+
+def denoise_cost(module: RefineModule, item: MixItem, theta: torch.Tensor, device: str, steps: int) -> dict:
+    """The reward D's cost at this size: a composed evaluation with D on (the toy's shipped setting, w_denoise 1 and
+    ``model.denoise_pairs``), over 15 query options as in a toy stripes mix (6 colours, 2 patterns, 3 shapes, 4
+    directions): the sample, then one VAE encode and 15 x pairs transformer rows on the decoded frames."""
+    cuda = device == "cuda"
+    sizes = (6, 2, 3, 4)
+    queries = [{"options": [f"option {q}.{o}" for o in range(n)], "want": [0]} for q, n in enumerate(sizes)]
+    width = module.sampler.pipe.transformer.config.text_embed_dim
+    options = torch.stack(embeddings(width, sum(sizes), seed=1))
+    item = replace(item, meta={"queries": queries}, option_embeds=options)
+    module.weights = replace(module.weights, w_denoise=1.0)
+
+    def evaluate():
+        with torch.no_grad():
+            terms = module.objective(item, theta)[0]
+            return float(terms["objective"]), float(terms["denoise"])
+
+    timed(evaluate, cuda)
+    evaluations = [timed(evaluate, cuda) for _ in range(steps)]
+    if not all(math.isfinite(e[0][0]) and math.isfinite(e[0][1]) and e[0][1] != 0 for e in evaluations):
+        raise RuntimeError(f"the reward D is not finite or not computed: {[e[0] for e in evaluations]}")
+    return {"s_per_composed_evaluation_with_denoise": statistics.median_high(e[1] for e in evaluations),
+            "composed_evaluation_with_denoise_peak_gib": max(e[2] for e in evaluations),
+            "denoise_rows": sum(sizes) * module.hparams.denoise_pairs}
 
 
 def run_script(name: str, command: list[str], work: Path) -> float:
@@ -343,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"search evaluation on the line {r['s_per_line_evaluation']:7.2f} s  peak "
                   f"{r['line_evaluation_peak_gib']:6.2f} GiB, composed {r['s_per_composed_evaluation']:7.2f} s  peak "
                   f"{r['composed_evaluation_peak_gib']:6.2f} GiB", flush=True)
+            print(f"4. with the reward D ({r['denoise_rows']} transformer rows) composed "
+                  f"{r['s_per_composed_evaluation_with_denoise']:7.2f} s  peak "
+                  f"{r['composed_evaluation_with_denoise_peak_gib']:6.2f} GiB", flush=True)
             record()
         free(device)  # the subprocesses below need the GPU memory this process's allocator still holds
         if 5 in phases:

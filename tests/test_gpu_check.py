@@ -30,7 +30,9 @@ def test_the_small_run_passes_every_phase_labelled_as_a_cpu_run(tmp_path):
     assert figures["device"] == "CPU smoke run (not a GPU figure)"
     assert figures["parity"]["generate_bitwise"] and figures["parity"]["tail_max_abs_diff"] == 0.0
     assert {"compose_s", "ours_s", "bare_s"} <= set(figures["generation"]["plain"])
-    assert figures["refinement"]["s_per_line_evaluation"] > 0 and figures["refinement"]["s_per_composed_evaluation"] > 0
+    refinement = figures["refinement"]
+    assert refinement["s_per_line_evaluation"] > 0 and refinement["s_per_composed_evaluation"] > 0
+    assert refinement["s_per_composed_evaluation_with_denoise"] > 0 and refinement["denoise_rows"] == 15 * 12
     train = figures["end_to_end"]["train.py"]
     assert train["evaluations"] == len(train["evaluation_s"]) >= 3 and train["mix_s"] > 0
     assert figures["toy"]["agree"] == figures["toy"]["verdicts"] > 0  # one device: the same verdicts
