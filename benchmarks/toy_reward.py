@@ -34,7 +34,8 @@ configs/experiments/toy-test.yaml`` (with the test run's ``--labels`` and its ow
    every reward from above up to its ties: among candidates that show the mix equally often on the noises
    chosen on, it keeps the reward's pick, and a better reward can break those ties better.
    A third splits, by kind, what is lost into what no candidate draws, what even a perfect judge of
-   2 noises misses, and what the judge misses beyond that.
+   2 noises misses, and what the judge misses beyond that; beside it, how well the reward reads the
+   pixels video by video (the AUROC of the reward against the verdicts over a mix's videos).
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
    dev) when that file exists. ``--against TABLE`` adds the paired differences against another
    table of the same videos (another ``--clip`` or reward), chooser by chooser.
@@ -66,6 +67,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torchmetrics.functional.classification import binary_auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -341,11 +343,25 @@ def best_candidate(rows: dict, candidates: int, noises: int) -> list[float]:
             for row in rows.values()]
 
 
+def reading(row: dict, candidates: int, noises: int) -> float | None:
+    """How well the reward reads the pixels in one mix, video by video: the AUROC of the reward over every sampled
+    video (``candidates`` x ``noises``) against its verdict (1: every video that shows the mix scores above every
+    one that does not; 0.5: chance). None where the verdicts are all alike. A reward can read well here and still
+    pick badly: the pick needs the top of its ranking right, not the ranking as a whole."""
+    evals = [e for t in row["thetas"][:candidates] for e in row["evals"][t][:noises]]
+    verdicts = torch.tensor([int(e["success"]) for e in evals])
+    if verdicts.min() == verdicts.max():
+        return None
+    _, ranks = torch.unique(torch.tensor([e["reward"] for e in evals], dtype=torch.float64), return_inverse=True)
+    return float(binary_auroc(ranks.double() / max(1, int(ranks.max())), verdicts))  # ranks in [0, 1]: no sigmoid
+
+
 def by_kind(rows: dict, groups: dict[str, list[str]], best: list[float], perfect: list[float],
-            picked: list[float]) -> list[str]:
+            picked: list[float], reads: list[float | None]) -> list[str]:
     """Markdown rows: per group and kind, the mixes, the best candidate's share, a perfect judge's pick's, the
     chooser's, and where the rest is lost: to the candidates (none shows the mix), to the noises chosen on (even a
-    perfect judge of them keeps another) and to the judge (the chooser keeps a worse one than a perfect judge)."""
+    perfect judge of them keeps another) and to the judge (the chooser keeps a worse one than a perfect judge); last,
+    the mean of ``reads`` (``reading``) over the kind's mixes that have one."""
     ids, out = list(rows), []
     for group, members in groups.items():
         kinds: dict[str, list[int]] = {}
@@ -353,8 +369,10 @@ def by_kind(rows: dict, groups: dict[str, list[str]], best: list[float], perfect
             kinds.setdefault(rows[i]["kind"], []).append(ids.index(i))
         for kind, idx in kinds.items():
             b, f, p = (sum(v[m] for m in idx) / len(idx) for v in (best, perfect, picked))
+            known = [reads[m] for m in idx if reads[m] is not None]
+            auroc = f"{sum(known) / len(known):.2f} ({len(known)})" if known else "-"
             out.append(f"| {group} | {kind} | {len(idx)} | {b:.0%} | {f:.0%} | {p:.0%} | {1 - b:.0%} | {b - f:.0%} "
-                       f"| {f - p:.0%} |")
+                       f"| {f - p:.0%} | {auroc} |")
     return out
 
 
@@ -497,9 +515,10 @@ def main(argv: list[str] | None = None) -> None:
           f"share of the {args.noises} noises, a perfect judge's pick on 2 noises, and the shipped chooser's (the "
           f"reward on 2 noises and the prior, weight {weight:g}); every split:")
     print("| group | kind | mixes | best candidate | perfect judge | chooser | lost to the candidates "
-          "| lost to choosing on 2 noises | lost to the judge |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(by_kind(rows, groups, best, perfect[2], prior)))
+          "| lost to choosing on 2 noises | lost to the judge | the reward reads the pixels (AUROC, mixes) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    reads = [reading(rows[i], candidates, args.noises) for i in ids]
+    print("\n".join(by_kind(rows, groups, best, perfect[2], prior, reads)))
     if args.against is not None:
         theirs = json.loads(Path(args.against).read_text())["mixes"]
         mine = {"the reward alone": alone, f"the reward and the prior (weight {weight:g})": prior}

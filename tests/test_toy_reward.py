@@ -152,10 +152,25 @@ def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
     # held out 0: 3 of 3 splits show the mix; held out 1: none (every split ties); held out 2: 3; held out 3: none
     assert toy_reward.rotated(rows, 3, 2, 4, perfect=True) == [0.5, 0.0]
     perfect = [0.625, 0.0]  # columns apart: best, perfect, chooser; lost to candidates, to 2 noises, to the judge
-    lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, perfect, picked)
-    assert lines == ["| all mixes | hue | 1 | 75% | 62% | 50% | 25% | 12% | 12% |",
-                     "| all mixes | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% |",
-                     "| guide fails | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% |"]
+    # the reward reads the videos: 5 show the mix (rewards 0, 0, 0, 1, 1), 7 do not (0 x 5, 1 x 2); of the 35 pairs
+    # 10 are won and 19 tied: (10 + 19 / 2) / 35. Where no video shows the mix there is nothing to read.
+    reads = [toy_reward.reading(rows[i], 3, 4) for i in rows]
+    assert reads == [pytest.approx(19.5 / 35), None]
+    assert toy_reward.reading(rows["m"], 2, 4) == 0.5  # the start and candidate 1 score alike: chance
+    lines = toy_reward.by_kind(rows, {"all mixes": ["m", "n"], "guide fails": ["n"]}, best, perfect, picked, reads)
+    assert lines == ["| all mixes | hue | 1 | 75% | 62% | 50% | 25% | 12% | 12% | 0.56 (1) |",
+                     "| all mixes | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% | - |",
+                     "| guide fails | stripes | 1 | 0% | 0% | 0% | 100% | 0% | 0% | - |"]
+
+
+def test_reading_is_the_rank_of_the_reward_against_the_verdicts_at_any_scale():
+    """AUROC on ranks: rewards far outside [0, 1] (log-probabilities, objectives of 100) are not squashed into ties."""
+    mix = row([[-300.0, -200.0, 40.0, 50.0], [60.0, 70.0, 80.0, 90.0], [0.0] * 4],
+              [[False, False, True, True], [True, True, True, True], [False] * 4], [0.0] * 8)
+    # shows the mix: 40, 50, 60, 70, 80, 90; does not: -300, -200, 0 x 4: every pair is won
+    assert toy_reward.reading(mix, 3, 4) == 1.0
+    flipped = {**mix, "evals": {t: [{**e, "reward": -e["reward"]} for e in es] for t, es in mix["evals"].items()}}
+    assert toy_reward.reading(flipped, 3, 4) == 0.0
 
 
 def test_a_perfect_judge_keeps_what_the_pixels_show_on_the_fit_noises():
