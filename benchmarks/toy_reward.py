@@ -347,8 +347,9 @@ def reading(row: dict, candidates: int, noises: int) -> float | None:
     """How well the reward reads the pixels in one mix, video by video: the AUROC of the reward over every sampled
     video (``candidates`` x ``noises``) against its verdict (1: every video that shows the mix scores above every
     one that does not; 0.5: chance). None where the verdicts are all alike. A reward can read well here and still
-    pick badly: the pick needs the top of its ranking right, not the ranking as a whole."""
-    evals = [e for t in row["thetas"][:candidates] for e in row["evals"][t][:noises]]
+    pick badly: the pick needs the top of its ranking right, not the ranking as a whole. A candidate listed twice
+    (the finder's alpha on a grid point) counts once: each video is one verdict."""
+    evals = [e for t in dict.fromkeys(row["thetas"][:candidates]) for e in row["evals"][t][:noises]]
     verdicts = torch.tensor([int(e["success"]) for e in evals])
     if verdicts.min() == verdicts.max():
         return None

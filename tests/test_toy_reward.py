@@ -171,6 +171,11 @@ def test_reading_is_the_rank_of_the_reward_against_the_verdicts_at_any_scale():
     assert toy_reward.reading(mix, 3, 4) == 1.0
     flipped = {**mix, "evals": {t: [{**e, "reward": -e["reward"]} for e in es] for t, es in mix["evals"].items()}}
     assert toy_reward.reading(flipped, 3, 4) == 0.0
+    # the finder's alpha on a grid point: listed twice, its videos read once. Shown: 1 (c0), 2 (c2); not: 3 (c0),
+    # 0 (c2): 2 of 4 pairs won (counted twice, c0's 1 and 3 would make it 3 of 9)
+    twice = row([[1.0, 3.0], [1.0, 3.0], [2.0, 0.0]], [[True, False], [True, False], [True, False]], [0.0] * 8)
+    twice = {**twice, "thetas": ["c0", "c0", "c2"], "evals": {t: twice["evals"][t] for t in ("c0", "c2")}}
+    assert toy_reward.reading(twice, 3, 2) == 0.5
 
 
 def test_a_perfect_judge_keeps_what_the_pixels_show_on_the_fit_noises():
