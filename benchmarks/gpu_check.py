@@ -176,8 +176,9 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
     module.hparams.mode, module.composed = "search", True
     out = {"s_per_step": statistics.median_high(seconds), "peak_gib": peak,
            "grad_finite": bool(torch.isfinite(alpha).all())}
-    for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0]), ("composed", [0.5, 0.0, 3.0, 1.5, 1.5])):
-        theta = torch.tensor(values, dtype=torch.float64, device=device)
+    thetas = {name: torch.tensor(values, dtype=torch.float64, device=device)
+              for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0]), ("composed", [0.5, 0.0, 3.0, 1.5, 1.5]))}
+    for name, theta in thetas.items():
 
         def evaluate():
             with torch.no_grad():
@@ -187,7 +188,7 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
         evaluations = [timed(evaluate, cuda) for _ in range(steps)]
         out |= {f"s_per_{name}_evaluation": statistics.median_high(e[1] for e in evaluations),
                 f"{name}_evaluation_peak_gib": max(e[2] for e in evaluations)}
-    out |= denoise_cost(module, item, theta, device, steps)
+    out |= denoise_cost(module, item, thetas["composed"], device, steps)
     return out
 
 
