@@ -86,20 +86,14 @@ def test_errors_are_paired_and_do_not_depend_on_batching(toy):
     assert not torch.allclose(together, other_noise)
 
 
-def test_refinement_adds_d_from_the_mix_s_encoded_options(tmp_path):
-    from richspace.refinement import RefineDataModule, RefineModule, options_of
+def test_refinement_adds_d_from_the_mix_s_encoded_options(striped_triangle):
+    from richspace.refinement import RefineModule, options_of
 
-    data = RefineDataModule(experiments="configs/experiments/toy.yaml", run_dir=str(tmp_path), pretrained="toy",
-                            max_sequence_length=16, only=["striped-triangle"])
-    data.prepare_data()
-    data.setup("predict")
-    (item,) = data.items
+    item, sampler = striped_triangle
     queries = parse_queries(item.meta["queries"], item.id)
     options = options_of(queries)
     encoder = PromptEncoder(resolve_weights("toy", "cogvideox"), max_sequence_length=16)
     assert torch.equal(item.option_embeds, encoder(options)[0])
-    sampler = Sampler("toy", num_frames=9, height=32, width=32, num_inference_steps=4, max_sequence_length=16,
-                      guidance_scale=3.0)
     module = RefineModule(sampler, clip="toy", mode="search", steps=0, w_guide=0.0, w_balance=0.0, w_queries=1.0,
                           w_denoise=2.0, denoise_pairs=4)
     module.load_models("cpu")

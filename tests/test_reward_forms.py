@@ -90,18 +90,11 @@ def test_mix_rewards_read_each_video_once_and_share_a_theta_listed_twice():
     assert float(mix.q[0, 1]) > float(mix.q[1, 1])  # "a" reads red more, and red is wanted
 
 
-def test_readings_give_refinement_s_own_q_and_d_back(tmp_path):
+def test_readings_give_refinement_s_own_q_and_d_back(striped_triangle):
     """The judge scores and generator errors read from a video rebuild exactly the Q and D refinement computes."""
-    from richspace.refinement import RefineDataModule, RefineModule
-    from richspace.sampler import Sampler
+    from richspace.refinement import RefineModule
 
-    data = RefineDataModule(experiments="configs/experiments/toy.yaml", run_dir=str(tmp_path), pretrained="toy",
-                            max_sequence_length=16, only=["striped-triangle"])
-    data.prepare_data()
-    data.setup("predict")
-    (item,) = data.items
-    sampler = Sampler("toy", num_frames=9, height=32, width=32, num_inference_steps=4, max_sequence_length=16,
-                      guidance_scale=3.0)
+    item, sampler = striped_triangle
     module = RefineModule(sampler, clip="toy", mode="search", steps=0, w_guide=0.0, w_balance=0.0, w_queries=1.0,
                           w_denoise=1.0, denoise_pairs=4, query_temperature=0.5, denoise_temperature=0.02)
     module.load_models("cpu")
