@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         priors = [float(w) for w in args.priors.split(",")]
     except ValueError:
         raise SystemExit(f"error: --priors {args.priors}: give comma-separated numbers, e.g. 0,0.25") from None
+    if args.denoise_temperature is not None and args.denoise_temperature <= 0:
+        raise SystemExit(f"error: --denoise_temperature {args.denoise_temperature}: give a positive temperature")
     table_path = Path(args.table)
     if not table_path.exists():
         raise SystemExit(f"error: --table {table_path} does not exist; make it with benchmarks/toy_reward.py first")
@@ -209,19 +211,18 @@ def main(argv: list[str] | None = None) -> None:
     grid = module.grid_points()
     candidates = 1 + len(grid)
     t_q, t_d = model["query_temperature"], args.denoise_temperature or model["denoise_temperature"]
-    rows, mixes = table["mixes"], {}
+    rows, mixes, as_table = table["mixes"], {}, {}
     for mix_id, row in rows.items():
         queries = parse_queries(items[mix_id].meta["queries"], mix_id)
-        mixes[mix_id] = mix_rewards(row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates, t_q,
-                                    model["denoise_temperature"])
-        rebuilt = model["w_queries"] * mixes[mix_id].q + model["w_denoise"] * mixes[mix_id].d
+        as_table[mix_id] = mix_rewards(row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates, t_q,
+                                       model["denoise_temperature"])
+        rebuilt = model["w_queries"] * as_table[mix_id].q + model["w_denoise"] * as_table[mix_id].d
         stored = torch.tensor([[e["reward"] for e in row["evals"][t]] for t in row["thetas"][:candidates]])
         if not torch.allclose(rebuilt, stored.double(), atol=1e-3, rtol=1e-4):
             raise SystemExit(f"error: the readings of {mix_id} do not give --table's rewards back; give the --frames, "
                              "--world and --config the table was made with")
-        if t_d != model["denoise_temperature"]:
-            mixes[mix_id] = mix_rewards(row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates,
-                                        t_q, t_d)
+        mixes[mix_id] = as_table[mix_id] if t_d == model["denoise_temperature"] else mix_rewards(
+            row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates, t_q, t_d)
     prior = toy_reward.left_out_priors(rows, grid, module.start_values, 2, args.steps)
     labels = toy_reward.guide_fails(args.labels)
     ids = list(rows)
@@ -229,10 +230,11 @@ def main(argv: list[str] | None = None) -> None:
     if all(i in labels for i in ids):
         groups = {"guide fails": [i for i in ids if labels[i]], "guide works": [i for i in ids if not labels[i]]}
     shipped_weight = cfg["model"].get("prior_weight", 0.0)
-    shipped = [every_split(mixes[i], forms.get("sum:1", form("sum:1")), 2, prior[m], shipped_weight)
-               for m, i in enumerate(ids)]
+    table_reward = lambda q, d: model["w_queries"] * q + model["w_denoise"] * d  # noqa: E731  the table's own
+    shipped = [every_split(as_table[i], table_reward, 2, prior[m], shipped_weight) for m, i in enumerate(ids)]
     print(f"\n{len(ids)} mixes, {candidates} candidates each, every split (chosen on 2 noises, scored on a third); "
-          f"D at temperature {t_d:g}; paired against Q + D with the prior at {shipped_weight:g} (the shipped chooser):")
+          f"D at temperature {t_d:g}; paired against the table's own reward at its temperatures with the prior at "
+          f"{shipped_weight:g} (the shipped chooser):")
     print("| form | prior weight | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items())
           + " | " + " | ".join(f"{g}: - shipped, paired" for g in groups) + " |")
     print("|---|---|" + "---|" * 2 * len(groups))

@@ -115,6 +115,8 @@ def test_refuses_a_table_without_d_and_readings_of_another_table(tmp_path):
         reward_forms.main(["--table", str(table)])
     with pytest.raises(SystemExit, match="does not exist"):
         reward_forms.main(["--table", str(tmp_path / "none.json")])
+    with pytest.raises(SystemExit, match="positive temperature"):
+        reward_forms.main(["--table", str(table), "--denoise_temperature", "0"])
     with pytest.raises(SystemExit, match="comma-separated"):
         reward_forms.main(["--table", str(table), "--priors", "0,a"])
     cache = tmp_path / "readings.pt"
