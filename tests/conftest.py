@@ -1,4 +1,5 @@
-"""Shared fixtures: a private cache directory and the tiny offline checkpoint, built once per session."""
+"""Shared fixtures: a private cache directory, the tiny offline checkpoint (built once per session) and the toy
+world's striped-triangle mix as refinement sees it."""
 
 import os
 import tempfile
