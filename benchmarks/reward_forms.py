@@ -30,7 +30,6 @@ never touches the test mixes.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import sys
@@ -113,14 +112,11 @@ def every_split(mix: MixRewards, score: Form, k: int = 2, prior: torch.Tensor | 
     """The share of held-out noises on which the candidate ``score`` picks (from Q and D summed over ``k`` other
     noises, with ``prior`` at ``prior_weight`` where given) shows the mix: every noise held out in turn, every
     choice of ``k`` of the others (``toy_reward.rotated``'s splits)."""
-    noises = mix.q.shape[1]
     verdicts = []
-    for held in range(noises):
-        for fit in itertools.combinations([j for j in range(noises) if j != held], k):
-            scores = score(mix.q[:, list(fit)].sum(1), mix.d[:, list(fit)].sum(1))
-            pick = int(scores.argmax()) if prior is None or not prior_weight else with_prior(scores, prior,
-                                                                                             prior_weight)
-            verdicts.append(float(mix.success[pick, held]))
+    for held, fit in toy_reward.splits(mix.q.shape[1], k):
+        scores = score(mix.q[:, fit].sum(1), mix.d[:, fit].sum(1))
+        pick = int(scores.argmax()) if prior is None or not prior_weight else with_prior(scores, prior, prior_weight)
+        verdicts.append(float(mix.success[pick, held]))
     return sum(verdicts) / len(verdicts)
 
 

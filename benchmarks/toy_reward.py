@@ -314,6 +314,14 @@ def perfect_pick(evals: list[list[dict]], fit) -> int:
                                                  sum(evals[c][j]["reward"] for j in fit), -c))
 
 
+def splits(noises: int, k: int):
+    """Every (held-out noise, ``k`` noises chosen on) of ``noises``: each noise held out in turn, with every choice
+    of ``k`` of the others."""
+    for held in range(noises):
+        for fit in itertools.combinations([j for j in range(noises) if j != held], k):
+            yield held, list(fit)
+
+
 def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tensor | None = None,
             prior_weight: float = 0.0, perfect: bool = False) -> list[float]:
     """Per mix (``rows`` order): the reward's pick on ``k`` noises, scored on a noise it did not see, averaged over
@@ -324,14 +332,13 @@ def rotated(rows: dict, candidates: int, k: int, noises: int, priors: torch.Tens
     for m, row in enumerate(rows.values()):
         evals = [row["evals"][t] for t in row["thetas"][:candidates]]
         verdicts = []
-        for held in range(noises):
-            for fit in itertools.combinations([j for j in range(noises) if j != held], k):
-                if perfect:
-                    pick = perfect_pick(evals, fit)
-                else:
-                    rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
-                    pick = int(rewards.argmax()) if priors is None else with_prior(rewards, priors[m], prior_weight)
-                verdicts.append(float(evals[pick][held]["success"]))
+        for held, fit in splits(noises, k):
+            if perfect:
+                pick = perfect_pick(evals, fit)
+            else:
+                rewards = torch.tensor([sum(e[j]["reward"] for j in fit) for e in evals])
+                pick = int(rewards.argmax()) if priors is None else with_prior(rewards, priors[m], prior_weight)
+            verdicts.append(float(evals[pick][held]["success"]))
         out.append(sum(verdicts) / len(verdicts))
     return out
 
