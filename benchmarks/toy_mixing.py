@@ -109,7 +109,8 @@ def run(spec: dict, split: str, out: Path, world: Path | None = None) -> tuple[l
     if wants_predictor:  # the dev mixes' refinement: the predictor's examples
         refine("dev", [])
         code = richspace.learned.main(["--refinement", str(out / "dev" / "refine" / "refinement.json"),
-                                       "--experiments", str(ROOT / spec["dev"]), "--out", str(predictor), *encoder])
+                                       "--experiments", str(ROOT / spec["dev"]), "--out", str(predictor), *encoder,
+                                       "--overwrite"])  # refitted from the (resumed) dev refinement: seeded, the same
         if code:
             raise SystemExit(code)
     if "refined" in spec["methods"] and not (split == "dev" and wants_predictor):

@@ -153,6 +153,9 @@ class MixDataModule(L.LightningDataModule):
         if bad_sweep:
             raise ValueError(f"data.sweep indices must lie in 0..k={k}; got {bad_sweep}")
         self.refined = load_refinement(alpha_from) if alpha_from else {}
+        if self.refined and not any(i in self.refined for i in (only or ids)):
+            raise SpecError(f"{alpha_from} refined none of these mixes (it holds {sorted(self.refined)[:3]}...): give "
+                            f"the refinement of {experiments} (train.py --experiments), or drop data.alpha_from")
         if compose is not None and compose < 0:
             raise ValueError(f"data.compose must be null or a weight >= 0; got {compose}")
         self.compose = compose

@@ -184,8 +184,11 @@ def training_set(refinement: Path, experiments: str, pretrained: str, max_sequen
     from richspace.data import MixDataModule
     from richspace.mixing import find_mixes
 
-    info = json.loads(Path(refinement).read_text())
-    if info.get("mode") != "search" or not info.get("grid"):
+    try:
+        info = json.loads(Path(refinement).read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{refinement} is not a readable refinement result file (train.py writes one)") from None
+    if not isinstance(info, dict) or info.get("mode") != "search" or not info.get("grid"):
         raise ValueError(f"{refinement} is not a search-mode refinement (model.mode search): the predictor learns "
                          "from the rewards search measured for each candidate")
     candidates, start = info["grid"], info["start"]
@@ -195,7 +198,8 @@ def training_set(refinement: Path, experiments: str, pretrained: str, max_sequen
     results = find_mixes(data.specs, data._encoder(), data.k, data.scoring, data.projection)
     missing = [i for i in info["mixes"] if i not in results]
     if missing:
-        raise ValueError(f"{refinement} refined mixes {missing} that {experiments} does not hold")
+        raise ValueError(f"{refinement} refined {len(missing)} mixes that {experiments} does not hold (e.g. "
+                         f"{missing[:3]}): give the specs file it refined")
     xs, ys = [], []
     for mix_id, entry in info["mixes"].items():
         r = results[mix_id]
@@ -233,8 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_sequence_length", type=int, default=16)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--leave_one_out", action="store_true", help="also print the cross-validated regret")
+    parser.add_argument("--overwrite", action="store_true", help="replace a predictor already saved in --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a directory for the predictor")
+    if (out / "config.json").exists() and not args.overwrite:
+        parser.error(f"--out {out} already holds a predictor; give a new --out, or --overwrite to replace it")
     try:
         x, y, candidates, start = training_set(Path(args.refinement), args.experiments, args.pretrained,
                                                args.max_sequence_length)

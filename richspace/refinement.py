@@ -131,6 +131,12 @@ def grid_theta(start: Tensor, point: dict[str, float], low: Tensor, high: Tensor
     return torch.clamp(torch.tensor(values, dtype=torch.float64), low, high)
 
 
+def out_of_bounds(points: list[dict[str, float]], low: Tensor, high: Tensor) -> list[str]:
+    """Each value of the points outside its parameter's [low, high] (PARAMS order), as 'name value'."""
+    return [f"{p} {v}" for point in points for p, v in point.items()
+            if not low[PARAMS.index(p)] <= v <= high[PARAMS.index(p)]]
+
+
 class RefineModule(L.LightningModule):
     """Frozen CogVideoX (through the sampler) and judge; a mix's mixing parameters (richspace.conditioning), or one
     coefficient per token, refined in ``predict_step`` by gradient ascent or by a gradient-free search."""
@@ -262,6 +268,11 @@ class RefineModule(L.LightningModule):
         self.composed = bool(self.learned[2:].any()) or bool((self.rest[1:] != torch.tensor(
             [sampler.guidance_scale, 0.0, 0.0], dtype=torch.float64)).any())
         self.low, self.high = bounds(alpha_range)
+        outside = out_of_bounds([dict(start or {}), *self.grid_points()], self.low, self.high)
+        if outside:
+            ranges = ", ".join(f"{p} [{lo:g}, {hi:g}]" for p, lo, hi in zip(PARAMS, self.low, self.high))
+            raise ValueError(f"model.grid and model.start must lie in each parameter's range ({ranges}; alpha's is "
+                             f"model.alpha_range); got {', '.join(outside)}")
         self._text_cache: dict[tuple[str, ...], Tensor] = {}
         self.judge = None
         object.__setattr__(self, "prior", None if prior_from is None else self._load_prior(prior_from))

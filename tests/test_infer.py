@@ -216,6 +216,21 @@ def test_bad_input_is_one_line_before_models_load(args, expected, tmp_path, monk
     assert err[-1].startswith("error: ") and expected in err[-1]
 
 
+def test_a_refinement_of_other_mixes_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """alpha_from that refined none of the mixes asked for is the wrong file, not a run without `refined`."""
+    import infer as infer_script
+
+    refinement = tmp_path / "refinement.json"
+    refinement.write_text(json.dumps({"version": 1, "mixes": {"elsewhere": {"alpha": 0.5, "alpha_closed_form": 0.5}}}))
+    with pytest.raises(SystemExit) as info:
+        infer_script.main([*TINY, "--run_dir", str(tmp_path / "run"), "--data.only", "[red-blue]",
+                           "--data.alpha_from", str(refinement)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {refinement} refined none of these mixes (it holds ['elsewhere']...)"), err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_mix_the_finder_cannot_solve_is_one_line(tmp_path, capsys):
     """A and B encode to the same embedding: no line to project on. The finder's error reaches the user as one
     line naming the file and the mix, exit code 2, before the video model loads."""

@@ -113,6 +113,36 @@ def test_learned_from_a_search_refinement(tmp_path):
                          str(tmp_path / "q")]) == 2
 
 
+@pytest.mark.parametrize("case", ["no refinement", "out is a file", "out holds a predictor", "not json"])
+def test_fitting_errors_are_one_line_and_overwrite_nothing(case, tmp_path, capsys):
+    from richspace.learned import main as learned_main
+
+    refinement, out = tmp_path / "refinement.json", tmp_path / "p"
+    toy = str(REPO / "configs" / "experiments" / "toy.yaml")
+    expected = {"no refinement": f"{refinement} is not a readable refinement result file",
+                "not json": f"{refinement} is not a readable refinement result file",
+                "out is a file": f"--out {out} is a file",
+                "out holds a predictor": f"--out {out} already holds a predictor; give a new --out, or --overwrite"}
+    if case == "not json":
+        refinement.write_text("mixes: {}")
+    if case == "out is a file":
+        out.write_text("results")
+    if case == "out holds a predictor":
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+    try:
+        code = learned_main(["--refinement", str(refinement), "--experiments", toy, "--out", str(out)])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: " in last and expected[case] in last, last
+    if case == "out is a file":
+        assert out.read_text() == "results"
+    if case == "out holds a predictor":
+        assert (out / "config.json").read_text() == "{}"
+
+
 def test_the_prior_decides_between_close_rewards_not_far_ones():
     from richspace.learned import with_prior
 
