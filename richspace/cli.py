@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from richspace.runs import atomic_write_text, check_writable
 from richspace.sampler import Sampler
 from richspace.specs import SpecError
+from richspace.weights import WeightsUnavailable
 
 # Keys that may differ between a run and its resumption in the same run dir.
 RESUMABLE_KEYS = ("trainer", "overwrite", "config")
@@ -106,9 +107,10 @@ def prepare_run_dir(cli: RichspaceCLI) -> Path:
 
 @contextlib.contextmanager
 def one_line_errors():
-    """Errors in the mixes found while the Trainer prepares them (the finder's included): one line, exit code 2."""
+    """Errors found while the Trainer prepares the mixes (the finder's included) and loads the weights (a hub id
+    not in the cache, with no network): one line, exit code 2."""
     try:
         yield
-    except SpecError as e:
+    except (SpecError, WeightsUnavailable) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from richspace.tiny import cache_root
-from richspace.weights import check_weights
+from richspace.weights import check_weights, loading
 
 ENCODER_PARTS = ("text_encoder", "tokenizer")
 
@@ -74,7 +74,8 @@ def resolve_checkpoint(model: str | Path, parts: Sequence[str] = ENCODER_PARTS) 
     from huggingface_hub import snapshot_download
 
     patterns = ["model_index.json", *(f"{p}/*" for p in parts)]
-    return Path(snapshot_download(str(model), allow_patterns=patterns))
+    with loading(model, "CogVideoX text encoder"):
+        return Path(snapshot_download(str(model), allow_patterns=patterns))
 
 
 def _file_digest(path: Path, memo: dict) -> str:

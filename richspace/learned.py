@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                                                args.max_sequence_length)
         model = fit_predictor(x, y, candidates, start, args.steps)
         save_predictor(model, Path(args.out))
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad files; weights that are not there (WeightsUnavailable)
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"predictor over {1 + len(candidates)} candidates fitted on {len(x)} mixes; saved to {args.out}")

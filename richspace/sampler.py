@@ -26,7 +26,7 @@ from torch import Tensor
 from richspace.conditioning import active
 from richspace.objective import noised, prediction_errors
 from richspace.video import to_uint8
-from richspace.weights import check_dtype, check_weights, resolve_weights, temporal_compression
+from richspace.weights import check_dtype, check_weights, loading, resolve_weights, temporal_compression
 
 CACHES = ("pyramid_attention_broadcast", "faster_cache", "first_block_cache")
 
@@ -134,10 +134,11 @@ class Sampler:
         from diffusers import CogVideoXPipeline
 
         device = torch.device(device)
-        pipe = CogVideoXPipeline.from_pretrained(
-            resolve_weights(self.pretrained, "cogvideox"), text_encoder=None, tokenizer=None,
-            dtype=check_dtype(self.dtype, "sampler.dtype"),
-        )
+        with loading(self.pretrained, "CogVideoX"):
+            pipe = CogVideoXPipeline.from_pretrained(
+                resolve_weights(self.pretrained, "cogvideox"), text_encoder=None, tokenizer=None,
+                dtype=check_dtype(self.dtype, "sampler.dtype"),
+            )
         for part in (pipe.transformer, pipe.vae):
             part.requires_grad_(False).eval()
         pipe.set_progress_bar_config(disable=True)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from richspace.weights import loading
+
 KINDS = ("frame", "clip", "xclip")
 
 
@@ -127,7 +129,8 @@ def load_video_text(path: str | Path) -> VideoText:
     """The judge for a hub id or local directory (CLIP or X-CLIP), frozen, in eval mode."""
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, CLIPModel, XCLIPModel
 
-    config = AutoConfig.from_pretrained(path)
-    model_class = XCLIPModel if config.model_type == "xclip" else CLIPModel
-    model = model_class.from_pretrained(path).eval().requires_grad_(False)
-    return VideoText(model, AutoTokenizer.from_pretrained(path), AutoImageProcessor.from_pretrained(path))
+    with loading(path, "CLIP"):
+        config = AutoConfig.from_pretrained(path)
+        model_class = XCLIPModel if config.model_type == "xclip" else CLIPModel
+        model = model_class.from_pretrained(path).eval().requires_grad_(False)
+        return VideoText(model, AutoTokenizer.from_pretrained(path), AutoImageProcessor.from_pretrained(path))

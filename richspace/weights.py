@@ -7,6 +7,7 @@ shipped in the package, 'tiny' the random checkpoint this project builds itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -46,6 +47,27 @@ def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
             f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
             "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), 'toy' or 'tiny'"
         )
+
+
+class WeightsUnavailable(OSError):
+    """Weights that could not be loaded: a hub id neither in the Hugging Face cache nor downloadable here, or a
+    local directory that is not a readable checkpoint."""
+
+
+@contextlib.contextmanager
+def loading(name: str | Path, what: str):
+    """Turns the OSError ``from_pretrained`` or ``snapshot_download`` raises for weights that are not there (no
+    network, not in the cache, a broken directory) into one WeightsUnavailable line that says what to do."""
+    try:
+        yield
+    except WeightsUnavailable:
+        raise
+    except OSError as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise WeightsUnavailable(
+            f"{what} weights {str(name)!r} could not be loaded ({reason}): give a local diffusers-format directory, "
+            f"or fetch the hub id once with network access (hf download {name})"
+        ) from None
 
 
 def check_dtype(dtype: str, key: str) -> torch.dtype:

@@ -231,6 +231,32 @@ def test_a_refinement_of_other_mixes_is_one_line_and_writes_nothing(tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
+def test_hub_weights_that_are_not_there_are_one_line(tmp_path):
+    """A hub id that is neither in the Hugging Face cache nor downloadable (offline here) stops infer.py with one
+    line naming the weights and how to get them, not a traceback; the sampler and the judge say the same."""
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty cache, no network
+    proc = subprocess.run([*INFER, "--run_dir", str(tmp_path / "run"), "--sampler.pretrained", "nobody/no-model"],
+                          capture_output=True, text=True, cwd=REPO, env=os.environ | offline)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: CogVideoX text encoder weights 'nobody/no-model' could not be loaded ("), last
+    assert last.endswith("(hf download nobody/no-model)") and "Traceback" not in proc.stderr
+    code = ("from richspace.sampler import Sampler\n"
+            "from richspace.videotext import load_video_text\n"
+            "from richspace.weights import WeightsUnavailable\n"
+            "for load in (lambda: Sampler('nobody/no-model').load(), lambda: load_video_text('nobody/no-clip')):\n"
+            "    try:\n"
+            "        load()\n"
+            "    except WeightsUnavailable as e:\n"
+            "        print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env=os.environ | offline)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sampler, judge = proc.stdout.strip().splitlines()
+    assert sampler.startswith("CogVideoX weights 'nobody/no-model' could not be loaded (")
+    assert judge.startswith("CLIP weights 'nobody/no-clip' could not be loaded (")
+
+
 def test_a_mix_the_finder_cannot_solve_is_one_line(tmp_path, capsys):
     """A and B encode to the same embedding: no line to project on. The finder's error reaches the user as one
     line naming the file and the mix, exit code 2, before the video model loads."""
