@@ -30,7 +30,6 @@ never touches the test mixes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     table_path = Path(args.table)
     if not table_path.exists():
         raise SystemExit(f"error: --table {table_path} does not exist; make it with benchmarks/toy_reward.py first")
-    table = json.loads(table_path.read_text())
+    table = toy_reward.read_file(table_path, "--table")
     model = table["settings"]["config"]
     if not model.get("w_denoise"):
         raise SystemExit(f"error: --table {table_path} was sampled with D off (model.w_denoise 0); give a table "
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                          "w_anchor); give a table whose reward is Q and D alone")
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = toy_reward.read_file(args.config, "--config", yaml.safe_load)
     if args.world is not None:
         pipeline, judge = trained_models(args.world)
         cfg["sampler"]["pretrained"], cfg["model"]["clip"] = str(pipeline), str(judge)

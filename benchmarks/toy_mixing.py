@@ -54,7 +54,12 @@ KEYS = ("dev", "test", "generate", "refine", "fit_seed", "label_seeds", "seeds",
 
 
 def load_benchmark(path: Path) -> dict:
-    spec = yaml.safe_load(path.read_text())
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SystemExit(f"error: --spec {path}: cannot read the benchmark's inputs ({type(e).__name__})") from None
+    if not isinstance(spec, dict):
+        raise SystemExit(f"error: --spec {path}: not a mapping of the benchmark's inputs ({', '.join(KEYS)})")
     missing = [k for k in KEYS if k not in spec]
     if missing:
         raise SystemExit(f"error: {path}: missing {missing}")
@@ -346,6 +351,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a toy build directory (python -m richspace.toy.build --out BUILD) whose cogvideox/ and "
                              "clip/ every command uses instead of the shipped toy weights; give its own --out")
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file; give a directory for the benchmark's runs")
     spec = load_benchmark(Path(args.spec))
     experiments, out = ROOT / spec[args.split], Path(args.out) / args.split
     specs = load_specs(experiments)

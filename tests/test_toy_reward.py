@@ -227,3 +227,17 @@ def test_world_must_be_a_finished_build(tmp_path, capsys):
         toy_reward.main(["--world", str(tmp_path / "unbuilt"), "--table", str(table), "--frames", str(tmp_path / "f")])
     assert stop.value.code == 2 and "run the build to the end first" in capsys.readouterr().err
     assert not table.exists() and not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("flag", ["--config", "--table", "--against", "--frames"])
+def test_unreadable_inputs_are_one_line_before_anything_is_sampled(flag, tmp_path):
+    """A file that is not JSON or YAML (or, for --frames, not a directory) stops the script at once, naming the
+    flag; nothing is sampled or written."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("{not: [valid")
+    table, frames = tmp_path / "table.json", tmp_path / "f"
+    args = {"--table": str(table), "--frames": str(frames), flag: str(bad)}
+    with pytest.raises(SystemExit) as stop:
+        toy_reward.main([part for pair in args.items() for part in pair])
+    assert str(stop.value.code).startswith(f"error: {flag} {bad}")
+    assert not table.exists() and not frames.exists() and bad.read_text() == "{not: [valid"
