@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import PARAMS  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
+from richspace.runs import read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 
 
 def build(config: Path, experiments: str, mixes: int, params: list[str], run_dir: str):
-    cfg = yaml.safe_load(config.read_text())
+    cfg = read_input(config, "--config", yaml.safe_load)
     sampler = Sampler(**cfg["sampler"])
     model = cfg["model"] | {"params": params, "mode": "gradient", "grid": None, "grad_steps": None,
                             "noise_samples": 1}  # the mix's own noise, as BENCHMARKS.md measured it

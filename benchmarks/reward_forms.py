@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from richspace.learned import standardised, with_prior  # noqa: E402
 from richspace.objective import Query, parse_queries, query_reward  # noqa: E402
 from richspace.refinement import RefineModule, options_of  # noqa: E402
-from richspace.runs import atomic_write  # noqa: E402
+from richspace.runs import atomic_write, read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     table_path = Path(args.table)
     if not table_path.exists():
         raise SystemExit(f"error: --table {table_path} does not exist; make it with benchmarks/toy_reward.py first")
-    table = toy_reward.read_file(table_path, "--table")
+    table = read_input(table_path, "--table")
     model = table["settings"]["config"]
     if not model.get("w_denoise"):
         raise SystemExit(f"error: --table {table_path} was sampled with D off (model.w_denoise 0); give a table "
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                          "w_anchor); give a table whose reward is Q and D alone")
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    cfg = toy_reward.read_file(args.config, "--config", yaml.safe_load)
+    cfg = read_input(args.config, "--config", yaml.safe_load)
     if args.world is not None:
         pipeline, judge = trained_models(args.world)
         cfg["sampler"]["pretrained"], cfg["model"]["clip"] = str(pipeline), str(judge)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import active, conditioning, offset_direction  # noqa: E402
 from richspace.refinement import RefineModule  # noqa: E402
+from richspace.runs import read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_input(args.config, "--config", yaml.safe_load)
     module = RefineModule(Sampler(**cfg["sampler"]), **cfg["model"])  # its candidates and its sampler (no judge)
     if module.hparams.mode != "search":
         raise SystemExit(f"error: {args.config}: model.mode must be search")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import infer  # noqa: E402
 import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
-from richspace.runs import atomic_write_text, read_results  # noqa: E402
+from richspace.runs import atomic_write_text, output_dir, read_input, read_results  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
@@ -54,10 +54,7 @@ KEYS = ("dev", "test", "generate", "refine", "fit_seed", "label_seeds", "seeds",
 
 
 def load_benchmark(path: Path) -> dict:
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise SystemExit(f"error: --spec {path}: cannot read the benchmark's inputs ({type(e).__name__})") from None
+    spec = read_input(path, "--spec", yaml.safe_load)
     if not isinstance(spec, dict):
         raise SystemExit(f"error: --spec {path}: not a mapping of the benchmark's inputs ({', '.join(KEYS)})")
     missing = [k for k in KEYS if k not in spec]
@@ -351,8 +348,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="a toy build directory (python -m richspace.toy.build --out BUILD) whose cogvideox/ and "
                              "clip/ every command uses instead of the shipped toy weights; give its own --out")
     args = parser.parse_args(argv)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out} is a file; give a directory for the benchmark's runs")
+    output_dir(args.out, "--out")
     spec = load_benchmark(Path(args.spec))
     experiments, out = ROOT / spec[args.split], Path(args.out) / args.split
     specs = load_specs(experiments)

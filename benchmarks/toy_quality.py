@@ -27,6 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from richspace.runs import read_input  # noqa: E402
 from richspace.toy import evaluate, world  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    model = yaml.safe_load(Path(args.config).read_text())["sampler"]
+    model = read_input(args.config, "--config", yaml.safe_load)["sampler"]
     settings = dict(steps=args.steps or model["num_inference_steps"],
                     guidance=model["guidance_scale"] if args.guidance_scale is None else args.guidance_scale,
                     max_sequence_length=model["max_sequence_length"])
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.world is not None:
         pipeline, judge = trained_models(args.world)
         models = {"clip": str(judge), "pretrained": str(pipeline)}
-    pipe, encode, judge = evaluate.load_toy(**models)
+    try:
+        pipe, encode, judge = evaluate.load_toy(**models)
+    except OSError as e:  # weights not found or not loadable (richspace.weights)
+        raise SystemExit(f"error: {' '.join(str(e).split())}") from None
     rng = np.random.default_rng(0)
     train = world.training_combinations()
     unseen_pair = [c for c in world.all_combinations() if (c[1], c[2]) in world.HELD_OUT_PAIRS]

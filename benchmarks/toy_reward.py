@@ -78,7 +78,7 @@ from richspace.finder import find_interpolation  # noqa: E402
 from richspace.learned import fit_predictor, mix_features, standardised, with_prior  # noqa: E402
 from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
-from richspace.runs import atomic_write, atomic_write_text  # noqa: E402
+from richspace.runs import atomic_write, atomic_write_text, output_dir, read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
@@ -114,19 +114,10 @@ def pixels_of(frames: torch.Tensor) -> dict:
     return world.readout((frames * 255).round().to(torch.uint8).numpy())
 
 
-def read_file(path: str | Path, flag: str, parse=json.loads):
-    """A JSON (or, with ``parse=yaml.safe_load``, YAML) file given by ``flag``: one error line where it cannot be
-    read or parsed."""
-    try:
-        return parse(Path(path).read_text())
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise SystemExit(f"error: {flag} {path}: cannot read it ({type(e).__name__})") from None
-
-
 def guide_fails(labels: str | Path) -> dict[str, bool]:
     """Per mix id, whether the guide failed on the label seeds (a toy_mixing.json); {} where the file is missing."""
     path = Path(labels)
-    return {m["id"]: m["guide_label_rate"] < 0.5 for m in read_file(path, "--labels")} if path.exists() else {}
+    return {m["id"]: m["guide_label_rate"] < 0.5 for m in read_input(path, "--labels")} if path.exists() else {}
 
 
 def mix_items(sampler: dict, experiments: str, run_dir: str, seed: int) -> list:
@@ -422,14 +413,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
-    theirs = read_file(args.against, "--against").get("mixes", {}) if args.against is not None else None  # first
-    if Path(args.frames).exists() and not Path(args.frames).is_dir():
-        raise SystemExit(f"error: --frames {args.frames} is a file; give a directory for the saved videos")
+    theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None  # first
+    output_dir(args.frames, "--frames")
     if args.grid_points is not None and args.grid_points < 1:
         raise SystemExit("error: --grid_points must be at least 1 (or left out: the whole grid)")
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # 41 leave-one-out fits: no banners
-    cfg = read_file(args.config, "--config", yaml.safe_load)
+    cfg = read_input(args.config, "--config", yaml.safe_load)
     if args.world is not None:
         pipeline, judge = trained_models(args.world)
         cfg["sampler"]["pretrained"], cfg["model"]["clip"] = str(pipeline), str(judge)
@@ -448,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
         settings["chains_on"] = str(args.chains_on)
     if args.world is not None:
         settings["world"] = str(args.world.resolve())
-    table = read_file(table_path, "--table") if table_path.exists() else {"settings": settings, "mixes": {}}
+    table = read_input(table_path, "--table") if table_path.exists() else {"settings": settings, "mixes": {}}
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     module.load_models("cpu")

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from richspace.conditioning import COMPOSE_WEIGHT, conditioning, offset_direction  # noqa: E402
-from richspace.runs import atomic_write_text  # noqa: E402
+from richspace.runs import atomic_write_text, read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
 from richspace.stats import bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("error: --noises must be at least 1")
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    cfg = yaml.safe_load(Path(args.config).read_text())["sampler"]
+    cfg = read_input(args.config, "--config", yaml.safe_load)["sampler"]
     plans = schedules(cfg["guidance_scale"])
     out_path = Path(args.out)
     settings = {"sampler": cfg, "seed": args.seed, "noises": args.noises, "schedules": plans,
                 "experiments": Path(args.experiments).name}
-    saved = json.loads(out_path.read_text()) if out_path.exists() else {"settings": settings, "mixes": {}}
+    saved = read_input(out_path, "--out") if out_path.exists() else {"settings": settings, "mixes": {}}
     if json.loads(json.dumps(saved["settings"])) != json.loads(json.dumps(settings)):
         raise SystemExit(f"error: {out_path} was sampled with other settings; give another --out or delete it")
     labels = guide_fails(args.labels)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| schedule | shows the mix |\n|---|---|")
     for name in plans:
         print(f"| {name} | {bootstrap_mean([sum(r['success'][name]) / args.noises for r in rows.values()])} |")
-    table = json.loads(Path(args.table).read_text()) if Path(args.table).exists() else None
+    table = read_input(args.table, "--table") if Path(args.table).exists() else None
     if table is None or table["settings"]["seed"] != args.seed or table["settings"]["noises"] != args.noises:
         print(f"\n(no grid ceiling: {args.table} is missing or sampled on other noises)")
         return

@@ -54,6 +54,25 @@ def remove_temporaries(run_dir: Path) -> list[Path]:
     return found
 
 
+def read_input(path: str | Path, flag: str, parse: Callable[[str], object] = json.loads):
+    """A command's input file named by ``flag``, parsed (JSON by default; ``yaml.safe_load`` for YAML): one
+    ``error:`` line (SystemExit) where it cannot be read or parsed."""
+    import yaml
+
+    try:
+        return parse(Path(path).read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise SystemExit(f"error: {flag} {path}: cannot read it ({type(e).__name__})") from None
+
+
+def output_dir(path: str | Path, flag: str) -> Path:
+    """A command's output directory named by ``flag``: one ``error:`` line (SystemExit) where a file is in the way."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"error: {flag} {path} is a file; give a directory")
+    return path
+
+
 def mix_dir(run_dir: Path, mix_id: str) -> Path:
     return run_dir / "mixes" / mix_id
 

@@ -60,16 +60,15 @@ def test_scored_seeds_may_not_be_fitted_or_labelled(tmp_path):
     toy_mixing.load_benchmark(REPO / "benchmarks" / "toy_mixing.yaml")
 
 
-def test_unreadable_inputs_and_a_file_out_are_one_line(tmp_path, capsys):
-    with pytest.raises(SystemExit, match=r"error: --spec .*missing.yaml: cannot read the benchmark's inputs"):
+def test_unreadable_inputs_and_a_file_out_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"error: --spec .*missing.yaml: cannot read it \(FileNotFoundError\)"):
         toy_mixing.load_benchmark(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a mapping of the benchmark's inputs"):
         toy_mixing.load_benchmark(tmp_path / "list.yaml")
     (tmp_path / "out").write_text("results")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"error: --out .*out is a file; give a directory"):
         toy_mixing.main(["--out", str(tmp_path / "out")])
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("is a file; give a directory for the benchmark's runs")
     assert (tmp_path / "out").read_text() == "results"
 
 

@@ -132,6 +132,21 @@ def test_generated_mixes_are_fixed_split_and_token_aligned():
         assert held_out == (m["kind"] == "stripes"), m  # only the stripes mixes ask for the never-seen pair
 
 
+def test_writing_the_mix_files_replaces_another_seed_s_only_when_asked(tmp_path, capsys):
+    """python -m richspace.toy.mixes writes both halves; files of another seed (results may name their mixes) are
+    kept unless --overwrite; --check says whether the files are what the seed makes."""
+    assert mixes.main(["--out", str(tmp_path), "--seed", "1"]) == 0
+    written = {p.name: p.read_text() for p in tmp_path.glob("*.yaml")}
+    assert sorted(written) == ["toy-dev.yaml", "toy-test.yaml"]
+    assert mixes.main(["--out", str(tmp_path), "--seed", "1", "--check"]) == 0
+    assert mixes.main(["--out", str(tmp_path), "--check"]) == 1
+    assert mixes.main(["--out", str(tmp_path)]) == 2
+    assert "holds other mixes than --seed 0 makes; give another --out, or --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.yaml")} == written
+    assert mixes.main(["--out", str(tmp_path), "--overwrite"]) == 0
+    assert (tmp_path / "toy-dev.yaml").read_text() == (REPO / "configs" / "experiments" / "toy-dev.yaml").read_text()
+
+
 def test_diagonal_motion_renders_and_reads_between_its_two_directions():
     for diagonal, angle in (("up-left", 135.0), ("down-right", 315.0), ("up-right", 45.0)):
         read = world.readout(world.render_uint8(world.Attributes(200.0, "circle", "striped", diagonal)))

@@ -18,6 +18,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from richspace.runs import output_dir
 from richspace.toy.training import BuildConfig, build
 
 from richspace.toy import WEIGHTS
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in fields(BuildConfig):
         parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
     args = parser.parse_args(argv)
+    output_dir(args.out, "--out")
     config = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
     try:
         out = build(args.out, config)

@@ -126,10 +126,12 @@ def load_toy(dtype: str = "float32", clip: str = "toy", pretrained: str = "toy")
     (``pretrained``) and judge directory (``clip``), frozen."""
     from richspace.encoding import PromptEncoder
     from richspace.sampler import Sampler
-    from richspace.weights import resolve_weights
+    from richspace.weights import check_weights, resolve_weights
     from richspace.videotext import load_video_text
     from richspace.toy import TEXT_LEN
 
+    check_weights(pretrained)  # a missing local directory says so before anything loads
+    check_weights(clip, "CLIP")
     pipe = Sampler(pretrained, dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
     encoder = PromptEncoder(resolve_weights(pretrained, "cogvideox"), None, TEXT_LEN)
     return pipe, encoder, load_video_text(resolve_weights(clip, "clip"))

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from richspace.runs import atomic_write_text, output_dir
 from richspace.toy import world
 
 KINDS = ("hue", "diagonal", "stripes", "seen", "chain")
@@ -184,17 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(OUT), help="folder for toy-dev.yaml and toy-test.yaml")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
+    parser.add_argument("--overwrite", action="store_true", help="replace files in --out that hold other mixes")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    for split, mixes in generate(args.seed).items():
-        path, content = out / f"toy-{split}.yaml", render(split, mixes, args.seed)
-        if args.check:
-            if not path.is_file() or path.read_text() != content:
-                print(f"error: {path} differs from a fresh generation; run python -m richspace.toy.mixes", file=sys.stderr)
-                return 1
-        else:
-            path.write_text(content)
-            print(f"wrote {len(mixes)} mixes to {path}")
+    out = output_dir(args.out, "--out")
+    files = {split: (out / f"toy-{split}.yaml", render(split, mixes, args.seed), len(mixes))
+             for split, mixes in generate(args.seed).items()}
+    differ = [path for path, content, _ in files.values() if not path.is_file() or path.read_text() != content]
+    if args.check:
+        if differ:
+            print(f"error: {differ[0]} differs from a fresh generation; run python -m richspace.toy.mixes", file=sys.stderr)
+        return 1 if differ else 0
+    other = [path for path in differ if path.exists()]
+    if other and not args.overwrite:  # another seed's mixes (or hand edits): results may name them
+        print(f"error: {other[0]} holds other mixes than --seed {args.seed} makes; give another --out, or "
+              "--overwrite to replace it", file=sys.stderr)
+        return 2
+    for path, content, n in files.values():
+        atomic_write_text(path, content)
+        print(f"wrote {n} mixes to {path}")
     return 0
 
 
