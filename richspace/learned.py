@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         x, y, candidates, start = training_set(Path(args.refinement), args.experiments, args.pretrained,
                                                args.max_sequence_length)
         model = fit_predictor(x, y, candidates, start, args.steps)
-        save_predictor(model, Path(args.out))
+        save_predictor(model, out)
     except (ValueError, OSError) as e:  # bad files; weights that are not there (WeightsUnavailable)
         print(f"error: {e}", file=sys.stderr)
         return 2
