@@ -1,4 +1,4 @@
-"""Refine each mix's interpolation coefficient against a CLIP objective, from the closed-form alpha.
+"""Refine each mix's mixing parameters (alpha, an offset towards the guide, composition weights) against the judge's reward, from the closed-form alpha.
 
     python train.py                                              # embedded default: configs/refine-toy.yaml, CPU
     python train.py --config configs/refine-cogvideox-2b.yaml    # real run: one GPU

@@ -1,15 +1,21 @@
-"""Refinement (train.py): learn each mix's interpolation coefficient against a CLIP objective.
+"""Refinement (train.py): each mix's mixing parameters chosen against the judge's reward.
 
-The closed-form finder's alpha is the starting point and the baseline. Per mix, with the
-mix's own noise (its seed, as infer.py uses), the objective of a coefficient alpha is
-richspace.objective's: ``w_guide * S_G + w_balance * softmin_T(S_A, S_B) - w_anchor * mean((alpha - alpha_0)^2)``.
-The sampler runs the first T - K denoising steps without gradients and the last K, the
-decode of a subset of latent frames, torch-only CLIP preprocessing and CLIP's image tower
-with them. Only the coefficients learn; every other weight is frozen.
+The closed-form finder's alpha is the starting point and the baseline. A mix's parameters (``model.params``,
+richspace.conditioning) are alpha on the A-B line, an offset towards the guide off the line, and the weights of
+composable guidance over the mixed text, A and B. With the mix's own noise (its seed, as infer.py uses, then
++ 1 up to ``noise_samples``), their objective is richspace.objective's: ``w_guide * S_G + w_balance *
+softmin_T(S_A, S_B) + w_queries * Q + w_denoise * D - w_anchor * (alpha - alpha_0)^2``, Q the per-attribute
+reward of the judge and D the same queries asked of the frozen generator (``Sampler.denoising_errors``).
+
+Two modes. ``search`` (gradient-free): the start, each point of ``model.grid``, then ``model.steps`` pattern
+moves; one sampling per evaluation; with ``model.prior_from`` a predictor learned across mixes
+(richspace.learned) weighs in on the candidate kept. ``gradient``: Adam on the parameters, the sampler running
+the first T - K denoising steps without gradients and the last K (K = T by default: the exact gradient), the
+decode of a subset of latent frames and the judge with them. Only the parameters move; every weight is frozen.
 
 It runs on generation's rails: ``Trainer.predict`` (with ``inference_mode=False``) over the
 same sharded items as infer.py, one item per mix, each refined to the end by the rank that
-owns it. After every step the mix's state (coefficients, Adam's state, history, best,
+owns it. After every step or evaluation the mix's state (parameters, Adam's state, history, best,
 frames) is written atomically to ``RUN_DIR/refine/<id>/state.pt``; a killed run started again
 continues each mix from its last state, and reproduces the uninterrupted trajectory. After
 predict, rank 0 merges the states from disk into ``refinement.json``. No collectives, no
