@@ -51,6 +51,28 @@ def test_labels_rates_bound_and_sweep():
     assert "guide fails (measured) (n = 1)" in text and "2 of 2" in text
 
 
+def test_the_goal_is_read_clause_by_clause_from_the_rates():
+    """Where the guide fails: refined 5/6 (83%, >= 80%) and learned 3/6 (50%, < 60%); the finder 1/3 each, so twice
+    the finder is 67%: refined meets it, learned does not; compose 2/3, below refined and above learned. Where the
+    guide works (1 mix): refined keeps the guide's 100%, learned falls to 0%."""
+    M = toy_mixing.MixResult
+    six = ["guide", "finder", "compose", "refined", "learned"]
+    fails = [M(f"f{i}", "hue", 0.0, dict(zip(six, (0.0, 1 / 3, 2 / 3, r, l))), 0.0, 1.0, {})
+             for i, (r, l) in enumerate([(1.0, 1.0), (2 / 3, 0.0)])]
+    works = [M("w", "seen", 1.0, dict(zip(six, (1.0, 0.0, 0.0, 1.0, 0.0))), 0.0, 1.0, {})]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in toy_mixing.goal(fails + works, six).splitlines()[2:]}
+    refined = rows["`refined` where the guide fails (n = 2)"]
+    assert refined.startswith("| `refined` where the guide fails (n = 2) | >= 80% | 83% [") and refined.endswith("| yes |")
+    assert rows["`learned` where the guide fails (n = 2)"].endswith("| 50% [0%, 100%] | no |")
+    assert rows["`refined` at least twice the finder"] == "| `refined` at least twice the finder | >= 67% | 83% | yes |"
+    assert rows["`learned` at least twice the finder"] == "| `learned` at least twice the finder | >= 67% | 50% | no |"
+    above = rows["`refined` above untuned `compose`, paired"]
+    assert "| > 0 | +17% [" in above and above.endswith("| yes |")
+    assert rows["`learned` above untuned `compose`, paired"].endswith("| no |")
+    assert rows["`refined` not below the guide where it works (n = 1), paired"].endswith("| +0% [+0%, +0%] | yes |")
+    assert rows["`learned` not below the guide where it works (n = 1), paired"].endswith("| -100% [-100%, -100%] | no |")
+
+
 def test_scored_seeds_may_not_be_fitted_or_labelled(tmp_path):
     spec = (REPO / "benchmarks" / "toy_mixing.yaml").read_text()
     bad = tmp_path / "bench.yaml"
