@@ -62,10 +62,10 @@ def test_the_goal_is_read_clause_by_clause_from_the_rates():
     works = [M("w", "seen", 1.0, dict(zip(six, (1.0, 0.0, 0.0, 1.0, 0.0))), 0.0, 1.0, {})]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in toy_mixing.goal(fails + works, six).splitlines()[2:]}
     refined = rows["`refined` where the guide fails (n = 2)"]
-    assert refined.startswith("| `refined` where the guide fails (n = 2) | >= 80% | 83% [") and refined.endswith("| yes |")
-    assert rows["`learned` where the guide fails (n = 2)"].endswith("| 50% [0%, 100%] | no |")
-    assert rows["`refined` at least twice the finder"] == "| `refined` at least twice the finder | >= 67% | 83% | yes |"
-    assert rows["`learned` at least twice the finder"] == "| `learned` at least twice the finder | >= 67% | 50% | no |"
+    assert refined.startswith("| `refined` where the guide fails (n = 2) | >= 80% | 83.3% [") and refined.endswith("| yes |")
+    assert rows["`learned` where the guide fails (n = 2)"].endswith("| 50.0% [0%, 100%] | no |")
+    assert rows["`refined` at least twice the finder"] == "| `refined` at least twice the finder | >= 66.7% | 83.3% | yes |"
+    assert rows["`learned` at least twice the finder"] == "| `learned` at least twice the finder | >= 66.7% | 50.0% | no |"
     above = rows["`refined` above untuned `compose`, paired"]
     assert "| > 0 | +17% [" in above and above.endswith("| yes |")
     assert rows["`learned` above untuned `compose`, paired"].endswith("| no |")
