@@ -222,6 +222,11 @@ def headline(results: list[MixResult], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def paired(d) -> str:
+    """A paired difference with its interval, signed: '+12% [-5%, +31%]'; '-' without mixes."""
+    return f"{d.mean:+.0%} [{d.low:+.0%}, {d.high:+.0%}]" if d.mixes else "-"
+
+
 def differences(results: list[MixResult], methods: list[str]) -> str:
     pairs = [(a, b) for a, b in (("finder", "average"), ("finder", "guide"), ("average", "guide"),
                                  ("compose", "finder"), ("refined", "finder"), ("refined", "compose"),
@@ -233,8 +238,7 @@ def differences(results: list[MixResult], methods: list[str]) -> str:
     for a, b in pairs:
         cells = []
         for rs in groups.values():
-            d = bootstrap_difference([r.rates[a] for r in rs], [r.rates[b] for r in rs])
-            cells.append(f"{d.mean:+.0%} [{d.low:+.0%}, {d.high:+.0%}]" if d.mixes else "-")
+            cells.append(paired(bootstrap_difference([r.rates[a] for r in rs], [r.rates[b] for r in rs])))
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -257,21 +261,20 @@ def goal(results: list[MixResult], methods: list[str]) -> str:
         if m not in methods or not fails:
             continue
         x = bootstrap_mean(rates(fails, m))
-        lines.append(f"| `{m}` where the guide fails (n = {len(fails)}) | >= {floor:.0%} | {x.mean:.1%} [{x.low:.0%}, "
-                     f"{x.high:.0%}] | "
-                     f"{'yes' if x.mean >= floor else 'no'} |")
+        lines.append(f"| `{m}` where the guide fails (n = {len(fails)}) | >= {floor:.0%} | "
+                     f"{x.mean:.1%} [{x.low:.0%}, {x.high:.0%}] | {'yes' if x.mean >= floor else 'no'} |")
         if "finder" in methods:
-            twice = 2 * bootstrap_mean(rates(fails, "finder")).mean
+            twice = 2 * statistics.mean(rates(fails, "finder"))
             lines.append(f"| `{m}` at least twice the finder | >= {twice:.1%} | {x.mean:.1%} | "
                          f"{'yes' if x.mean >= twice else 'no'} |")
         if "compose" in methods:
             d = bootstrap_difference(rates(fails, m), rates(fails, "compose"))
-            lines.append(f"| `{m}` above untuned `compose`, paired | > 0 | {d.mean:+.0%} [{d.low:+.0%}, {d.high:+.0%}] | "
+            lines.append(f"| `{m}` above untuned `compose`, paired | > 0 | {paired(d)} | "
                          f"{'yes' if d.mean > 0 else 'no'} |")
         if "guide" in methods and works:
             d = bootstrap_difference(rates(works, m), rates(works, "guide"))
             lines.append(f"| `{m}` not below the guide where it works (n = {len(works)}), paired | >= 0 | "
-                         f"{d.mean:+.0%} [{d.low:+.0%}, {d.high:+.0%}] | {'yes' if d.mean >= 0 else 'no'} |")
+                         f"{paired(d)} | {'yes' if d.mean >= 0 else 'no'} |")
     return "\n".join(lines)
 
 

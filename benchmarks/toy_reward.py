@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
-    theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None  # first
+    # read before anything is sampled: a bad --against must not wait for the whole table
+    theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None
     output_dir(args.frames, "--frames")
     if args.grid_points is not None and args.grid_points < 1:
         raise SystemExit("error: --grid_points must be at least 1 (or left out: the whole grid)")

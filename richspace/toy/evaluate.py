@@ -130,8 +130,7 @@ def load_toy(dtype: str = "float32", clip: str = "toy", pretrained: str = "toy")
     from richspace.videotext import load_video_text
     from richspace.toy import TEXT_LEN
 
-    check_weights(pretrained)  # a missing local directory says so before anything loads
-    check_weights(clip, "CLIP")
+    check_weights(clip, "CLIP")  # a missing judge says so before the pipeline loads (Sampler checks its own)
     pipe = Sampler(pretrained, dtype, num_frames=world.FRAMES, height=world.SIZE, width=world.SIZE).load("cpu").pipe
     encoder = PromptEncoder(resolve_weights(pretrained, "cogvideox"), None, TEXT_LEN)
     return pipe, encoder, load_video_text(resolve_weights(clip, "clip"))
