@@ -32,7 +32,7 @@ import json
 import statistics
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -45,7 +45,7 @@ import infer  # noqa: E402
 import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
 from richspace.runs import atomic_write_text, output_dir, read_input, read_results  # noqa: E402
-from richspace.specs import load_specs  # noqa: E402
+from richspace.specs import load_specs, repeats  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 
@@ -151,6 +151,7 @@ class MixResult:
     any_rate: float  # (mix, seed) won by anything: any method (composed or off the line too) or sweep alpha
     alphas: dict[str, float]  # method -> alpha (the mean over seeds: the finder's does not depend on the seed)
     sweep: list[dict] = field(default_factory=list)  # per alpha: successes, objective, hue, angle
+    repeat_of: str | None = None  # the earlier mix (dev's or this set's) with the same prompts: not scored again
 
     @property
     def guide_fails(self) -> bool:
@@ -305,7 +306,8 @@ def per_mix(results: list[MixResult], methods: list[str]) -> str:
         peak = r.peak_alpha
         cells = [f"{r.rates[m]:.2f}" if m in r.rates else "-" for m in methods]
         alpha = {m: f"{r.alphas[m]:.2f}" if m in r.alphas else "-" for m in ("finder", "refined")}
-        lines.append(f"| {r.id} | {r.kind} | {r.guide_label_rate:.2f} | " + " | ".join(cells)
+        name = r.id if r.repeat_of is None else f"{r.id} (repeats {r.repeat_of}; not scored)"
+        lines.append(f"| {name} | {r.kind} | {r.guide_label_rate:.2f} | " + " | ".join(cells)
                      + f" | {r.line_rate:.2f} | {alpha['finder']} | {alpha['refined']} | "
                      + (f"{peak:.2f}" if peak is not None else "-") + f" | {window(r)} |")
     return "\n".join(lines)
@@ -355,10 +357,10 @@ def log_tensorboard(out: Path, results: list[MixResult], text: str, methods: lis
 
     writer = SummaryWriter(str(out / "tensorboard"))
     writer.add_text("toy_mixing/tables", text)
+    scored = [r for r in results if r.repeat_of is None]  # rates over the distinct mixes; every mix's sweep below
     for m in methods:
-        interval = bootstrap_mean([r.rates[m] for r in results])
-        writer.add_scalar(f"toy_mixing/success/{m}", interval.mean, 0)
-    writer.add_scalar("toy_mixing/success/line_upper_bound", bootstrap_mean([r.line_rate for r in results]).mean, 0)
+        writer.add_scalar(f"toy_mixing/success/{m}", bootstrap_mean([r.rates[m] for r in scored]).mean, 0)
+    writer.add_scalar("toy_mixing/success/line_upper_bound", bootstrap_mean([r.line_rate for r in scored]).mean, 0)
     for r in results:
         if r.sweep:
             writer.add_figure(f"sweep/{r.id}", sweep_figure(r), 0)
@@ -366,17 +368,22 @@ def log_tensorboard(out: Path, results: list[MixResult], text: str, methods: lis
     writer.close()
 
 
-def report(results: list[MixResult], methods: list[str], split: str, seeds: list[int]) -> str:
-    n = len(results)
+def report(every: list[MixResult], methods: list[str], split: str, seeds: list[int]) -> str:
+    """The tables, over the distinct mixes: a mix that repeats an earlier one's prompts (``repeat_of``) is left
+    out of every table but the per-mix one."""
+    results = [r for r in every if r.repeat_of is None]
+    n, left = len(results), [r for r in every if r.repeat_of is not None]
+    repeated = (f" {len(left)} of the set's {len(every)} mixes are left out: each asks what an earlier mix asks "
+                f"({', '.join(f'{r.id} = {r.repeat_of}' for r in left)})." if left else "")
     return "\n\n".join([
         f"Toy mixing, {split} set: {n} mixes x {len(seeds)} scored seeds. Success = every expected pixel fact "
         f"holds; rates are means over mixes with 95% bootstrap intervals over mixes ({n} independent verdicts, "
-        "fewer within a group).", headline(results, methods),
+        f"fewer within a group).{repeated}", headline(results, methods),
         "Paired differences, same mixes (an interval that holds 0 is no evidence either way):",
         differences(results, methods),
         "Issue 13's goal (where the guide fails or works, as measured on the label seeds):", goal(results, methods),
         "By kind (no intervals: few mixes each):", by_kind(results, methods),
-        "Per mix (rates over scored seeds):", per_mix(results, methods)])
+        "Per mix (rates over scored seeds; repeats too):", per_mix(every, methods)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -401,6 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     check_world(args.world, Path(args.out))
     labels, scored = run(spec, args.split, Path(args.out), args.world)
     results = summarise(labels, scored, specs, spec["methods"], weights)
+    earlier = [] if args.split == "dev" else [load_specs(ROOT / spec["dev"])]
+    same = {i: first for i, first in repeats(*earlier, specs).items() if i in {s.id for s in specs}}
+    results = [replace(r, repeat_of=same.get(r.id)) for r in results]
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))
         return

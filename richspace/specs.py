@@ -113,3 +113,27 @@ def load_specs(path: str | Path) -> list[MixSpec]:
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"{path}: not valid YAML{line}; fix the syntax") from None
     return parse_specs(entries, str(path))
+
+
+def prompts_of(spec: MixSpec, by_id: dict[str, MixSpec]) -> tuple:
+    """What a mix asks, its id aside: its prompts, a chained mix's A being its base's (recursively)."""
+    a = prompts_of(by_id[spec.base], by_id) if spec.base is not None else spec.a
+    return a, spec.b, spec.guide
+
+
+def repeats(*sets: list[MixSpec]) -> dict[str, str]:
+    """Mix id -> the id of the first mix with the same prompts, for every mix of ``sets`` (in order: e.g. dev,
+    then test) that asks what an earlier mix, in its own set or an earlier one, already asks. A benchmark scores
+    each distinct mix once: a repeat is not an independent verdict, and a test mix that repeats a dev mix was
+    fitted on."""
+    first: dict[tuple, str] = {}
+    out: dict[str, str] = {}
+    for specs in sets:
+        by_id = {s.id: s for s in specs}
+        for spec in specs:
+            key = prompts_of(spec, by_id)
+            if key in first:
+                out[spec.id] = first[key]
+            else:
+                first[key] = spec.id
+    return out

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from richspace.specs import SpecError, load_specs
+from richspace.specs import MixSpec, SpecError, load_specs, repeats
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "experiments" / "paper.yaml"
 
@@ -77,3 +77,26 @@ def test_a_chain_of_three_resolves_in_dependency_order(tmp_path):
         ok("root") | {"id": "root"},
     ]
     assert [s.id for s in load_specs(write(tmp_path, entries))] == ["root", "mid", "top"]
+
+
+def test_repeats_name_the_first_mix_with_the_same_prompts_across_sets():
+    """A mix repeats an earlier one when it asks the same (A, B, guide), a chained mix's A being its base's; the first
+    set's mixes come first (a test mix that repeats a dev mix), then each set in file order."""
+    dev = [MixSpec(id="d1", a="x", b="y", guide="g"), MixSpec(id="d2", a="x", b="y", guide="other guide")]
+    test = [MixSpec(id="t1", a="p", b="q", guide="h"), MixSpec(id="t2", a="x", b="y", guide="g"),
+            MixSpec(id="t3", a="p", b="q", guide="h"),
+            MixSpec(id="t4", base="t1", b="z", guide="k"), MixSpec(id="t5", base="t3", b="z", guide="k"),
+            MixSpec(id="t6", base="t2", b="z", guide="k"), MixSpec(id="t7", a="p", b="z", guide="k")]
+    assert repeats(dev, test) == {"t2": "d1", "t3": "t1", "t5": "t4"}  # t6: its base asks other prompts than t4's
+    assert repeats(test) == {"t3": "t1", "t5": "t4"}
+    assert repeats(dev) == {}
+
+
+def test_the_shipped_toy_sets_repeat_four_test_mixes():
+    """The seeded draw of configs/experiments/toy-*.yaml (richspace.toy.mixes, seed 0) repeats three test mixes
+    within test and one dev mix in test; dev has none. The benchmark scores each distinct mix once."""
+    root = Path(__file__).resolve().parents[1] / "configs" / "experiments"
+    dev, test = load_specs(root / "toy-dev.yaml"), load_specs(root / "toy-test.yaml")
+    assert repeats(dev) == {}
+    assert repeats(dev, test) == {"hue-cyan-blue-15": "hue-cyan-blue-9", "diagonal-up-left-1": "diagonal-up-left-5",
+                                  "diagonal-up-right-4": "diagonal-up-right-8", "stripes-triangle-4": "stripes-triangle-3"}

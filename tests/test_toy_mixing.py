@@ -142,3 +142,16 @@ def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_pa
         toy_mixing.check_world(world, shipped)
     toy_mixing.check_world(None, shipped)
     assert toy_mixing.world_args(None) == ([], [])
+
+
+def test_a_repeated_mix_is_left_out_of_every_table_but_the_per_mix_one():
+    """Two mixes, the second repeating the first's prompts with another verdict: the tables count one independent
+    verdict (the first's), say which mix was left out and why, and the per-mix table still shows both."""
+    M = toy_mixing.MixResult
+    first = M("m1", "hue", 0.0, {"guide": 0.0, "average": 1.0, "finder": 1.0}, 1.0, 1.0, {})
+    again = M("m2", "hue", 0.0, {"guide": 0.0, "average": 0.0, "finder": 0.0}, 0.0, 0.0, {}, repeat_of="m1")
+    text = toy_mixing.report([first, again], METHODS, "test", [0])
+    assert "1 mixes x 1 scored seeds" in text and "(1 independent verdicts" in text
+    assert "1 of the set's 2 mixes are left out" in text and "m2 = m1" in text
+    assert "| finder | 100% [" in text  # m1's alone, not (1 + 0) / 2
+    assert "| m2 (repeats m1; not scored) | hue |" in text
