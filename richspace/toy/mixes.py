@@ -24,6 +24,9 @@ else A's and B's words both (orange is unknown to it: red and yellow, balanced).
 written from the prompts' words, never from ``expect``.
 
 Which mixes the guide fails on is not written here: the benchmark measures it.
+Attributes are drawn with replacement, so a mix can repeat an earlier one's prompts under another id (seed 0:
+3 test mixes repeat test mixes, 1 repeats a dev mix). The files keep them, as drawn; the benchmarks score each
+distinct mix once (``richspace.specs.repeats``), and this command names them.
 The other attributes (shape, pattern, direction, colour) are drawn at random from a fixed
 seed, avoiding the held-out pair. Mixes are split into dev and test by a seeded shuffle within
 each kind, so both sets hold every kind; methods are tuned on dev and reported on test.
@@ -39,6 +42,7 @@ import numpy as np
 import yaml
 
 from richspace.runs import atomic_write_text, output_dir
+from richspace.specs import parse_specs, repeats
 from richspace.toy import world
 
 KINDS = ("hue", "diagonal", "stripes", "seen", "chain")
@@ -203,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     for path, content, n in files.values():
         atomic_write_text(path, content)
         print(f"wrote {n} mixes to {path}")
+    split = generate(args.seed)
+    same = repeats(parse_specs(split["dev"]), parse_specs(split["test"]))
+    if same:
+        print(f"{len(same)} mixes repeat an earlier one's prompts and are scored once: "
+              + ", ".join(f"{i} = {first}" for i, first in same.items()))
     return 0
 
 
