@@ -45,7 +45,7 @@ import infer  # noqa: E402
 import train  # noqa: E402
 from richspace.objective import ObjectiveWeights, objective_terms  # noqa: E402
 from richspace.runs import atomic_write_text, output_dir, read_input, read_results  # noqa: E402
-from richspace.specs import load_specs, repeats  # noqa: E402
+from richspace.specs import load_specs, repeated  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 
@@ -408,8 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     check_world(args.world, Path(args.out))
     labels, scored = run(spec, args.split, Path(args.out), args.world)
     results = summarise(labels, scored, specs, spec["methods"], weights)
-    earlier = [] if args.split == "dev" else [load_specs(ROOT / spec["dev"])]
-    same = {i: first for i, first in repeats(*earlier, specs).items() if i in {s.id for s in specs}}
+    same = repeated(experiments, [] if args.split == "dev" else [ROOT / spec["dev"]])  # each distinct mix once
     results = [replace(r, repeat_of=same.get(r.id)) for r in results]
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))

@@ -50,6 +50,9 @@ minutes instead of sampling.
 composed in A's place) instead of the base's finder embedding, as a chain would build on a base
 that refinement got right; only the chains are sampled again.
 
+A mix that asks what an earlier one asks (``richspace.specs.repeats``: in its own set, or for any set but
+dev, in dev) is sampled but left out of the tables: each distinct mix is one verdict.
+
 ``--explain MIX`` samples one mix's candidates on the fit seed's noise and shows, beside each one's
 reward, the judge's probability of every option of every query and the pixel readout: where the
 judge and the pixels disagree, the reward ranks wrongly.
@@ -80,7 +83,7 @@ from richspace.objective import ObjectiveWeights, parse_queries  # noqa: E402
 from richspace.refinement import RefineDataModule, RefineModule  # noqa: E402
 from richspace.runs import atomic_write, atomic_write_text, output_dir, read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
-from richspace.specs import load_specs  # noqa: E402
+from richspace.specs import load_specs, repeated  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy import world  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
@@ -479,7 +482,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{[sum(e['success'] for e in row['evals'][t]) for t in row['thetas']]}", flush=True)
     print(f"\nRendered: the reward ranks the mix's render above A's and B's in {bootstrap_mean(rendered)} of "
           f"{len(rendered)} mixes")
-    rows = {i.id: table["mixes"][i.id] for i in items}
+    dev = ROOT / "configs" / "experiments" / "toy-dev.yaml"  # a test set's mixes may repeat dev's
+    same = repeated(args.experiments, [] if Path(args.experiments).resolve() == dev.resolve() else [dev])
+    if any(i.id in same for i in items):
+        print("Left out of the tables below, each asking what an earlier mix asks (richspace.specs.repeats): "
+              + ", ".join(f"{i.id} = {same[i.id]}" for i in items if i.id in same))
+    rows = {i.id: table["mixes"][i.id] for i in items if i.id not in same}
     grid = module.grid_points()[: args.grid_points]
     candidates = 1 + len(grid)
     priors = left_out_priors(rows, grid, module.start_values, 2, args.steps)

@@ -24,12 +24,12 @@ else A's and B's words both (orange is unknown to it: red and yellow, balanced).
 written from the prompts' words, never from ``expect``.
 
 Which mixes the guide fails on is not written here: the benchmark measures it.
-Attributes are drawn with replacement, so a mix can repeat an earlier one's prompts under another id (seed 0:
-3 test mixes repeat test mixes, 1 repeats a dev mix). The files keep them, as drawn; the benchmarks score each
-distinct mix once (``richspace.specs.repeats``), and this command names them.
 The other attributes (shape, pattern, direction, colour) are drawn at random from a fixed
 seed, avoiding the held-out pair. Mixes are split into dev and test by a seeded shuffle within
 each kind, so both sets hold every kind; methods are tuned on dev and reported on test.
+Attributes are drawn with replacement, so a mix can repeat an earlier one's prompts under another id (seed 0:
+3 test mixes repeat test mixes, 1 repeats a dev mix). The files keep them, as drawn; the benchmarks score each
+distinct mix once (``richspace.specs.repeats``), and this command names them.
 """
 
 from __future__ import annotations
@@ -192,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace files in --out that hold other mixes")
     args = parser.parse_args(argv)
     out = output_dir(args.out, "--out")
-    files = {split: (out / f"toy-{split}.yaml", render(split, mixes, args.seed), len(mixes))
-             for split, mixes in generate(args.seed).items()}
+    split = generate(args.seed)
+    files = {name: (out / f"toy-{name}.yaml", render(name, mixes, args.seed), len(mixes))
+             for name, mixes in split.items()}
     differ = [path for path, content, _ in files.values() if not path.is_file() or path.read_text() != content]
     if args.check:
         if differ:
@@ -207,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     for path, content, n in files.values():
         atomic_write_text(path, content)
         print(f"wrote {n} mixes to {path}")
-    split = generate(args.seed)
     same = repeats(parse_specs(split["dev"]), parse_specs(split["test"]))
     if same:
         print(f"{len(same)} mixes repeat an earlier one's prompts and are scored once: "
