@@ -373,12 +373,12 @@ def report(every: list[MixResult], methods: list[str], split: str, seeds: list[i
     out of every table but the per-mix one."""
     results = [r for r in every if r.repeat_of is None]
     n, left = len(results), [r for r in every if r.repeat_of is not None]
-    repeated = (f" {len(left)} of the set's {len(every)} mixes are left out: each asks what an earlier mix asks "
+    left_out = (f" {len(left)} of the set's {len(every)} mixes are left out: each asks what an earlier mix asks "
                 f"({', '.join(f'{r.id} = {r.repeat_of}' for r in left)})." if left else "")
     return "\n\n".join([
         f"Toy mixing, {split} set: {n} mixes x {len(seeds)} scored seeds. Success = every expected pixel fact "
         f"holds; rates are means over mixes with 95% bootstrap intervals over mixes ({n} independent verdicts, "
-        f"fewer within a group).{repeated}", headline(results, methods),
+        f"fewer within a group).{left_out}", headline(results, methods),
         "Paired differences, same mixes (an interval that holds 0 is no evidence either way):",
         differences(results, methods),
         "Issue 13's goal (where the guide fails or works, as measured on the label seeds):", goal(results, methods),
