@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     check_world(args.world, Path(args.out))
     labels, scored = run(spec, args.split, Path(args.out), args.world)
     results = summarise(labels, scored, specs, spec["methods"], weights)
-    same = repeated(experiments, [] if args.split == "dev" else [ROOT / spec["dev"]])  # each distinct mix once
+    same = repeated(experiments, [ROOT / spec["dev"]])  # each distinct mix once; a test mix may repeat dev's
     results = [replace(r, repeat_of=same.get(r.id)) for r in results]
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))

@@ -27,6 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from richspace.cli import one_line  # noqa: E402
 from richspace.runs import read_input  # noqa: E402
 from richspace.toy import evaluate, world  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         pipe, encode, judge = evaluate.load_toy(**models)
     except OSError as e:  # weights not found or not loadable (richspace.weights)
-        raise SystemExit(f"error: {' '.join(str(e).split())}") from None
+        raise SystemExit(f"error: {one_line(e)}") from None
     rng = np.random.default_rng(0)
     train = world.training_combinations()
     unseen_pair = [c for c in world.all_combinations() if (c[1], c[2]) in world.HELD_OUT_PAIRS]

@@ -482,8 +482,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{[sum(e['success'] for e in row['evals'][t]) for t in row['thetas']]}", flush=True)
     print(f"\nRendered: the reward ranks the mix's render above A's and B's in {bootstrap_mean(rendered)} of "
           f"{len(rendered)} mixes")
-    dev = ROOT / "configs" / "experiments" / "toy-dev.yaml"  # a test set's mixes may repeat dev's
-    same = repeated(args.experiments, [] if Path(args.experiments).resolve() == dev.resolve() else [dev])
+    same = repeated(args.experiments, [ROOT / "configs" / "experiments" / "toy-dev.yaml"])  # a test mix may repeat dev's
     if any(i.id in same for i in items):
         print("Left out of the tables below, each asking what an earlier mix asks (richspace.specs.repeats): "
               + ", ".join(f"{i.id} = {same[i.id]}" for i in items if i.id in same))

@@ -141,7 +141,9 @@ def repeats(*sets: list[MixSpec]) -> dict[str, str]:
 
 def repeated(path: str | Path, after: list[str | Path] = ()) -> dict[str, str]:
     """``repeats`` for the specs file ``path``, read after the files ``after`` (e.g. the development set, for a
-    test set): its mixes that ask what an earlier mix of its own, or of ``after``, asks -> that earlier mix."""
+    test set; ``path`` itself among them is not read twice): its mixes that ask what an earlier mix of its own, or
+    of ``after``, asks -> that earlier mix."""
     specs = load_specs(path)
     ids = {s.id for s in specs}
-    return {i: first for i, first in repeats(*(load_specs(p) for p in after), specs).items() if i in ids}
+    earlier = [load_specs(p) for p in after if Path(p).resolve() != Path(path).resolve()]
+    return {i: first for i, first in repeats(*earlier, specs).items() if i in ids}

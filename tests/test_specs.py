@@ -101,4 +101,4 @@ def test_the_shipped_toy_sets_repeat_four_test_mixes():
     assert repeats(dev, test) == {"hue-cyan-blue-15": "hue-cyan-blue-9", "diagonal-up-left-1": "diagonal-up-left-5",
                                   "diagonal-up-right-4": "diagonal-up-right-8", "stripes-triangle-4": "stripes-triangle-3"}
     assert repeated(root / "toy-test.yaml", [root / "toy-dev.yaml"]) == repeats(dev, test)  # what the benchmarks read
-    assert repeated(root / "toy-dev.yaml") == {}
+    assert repeated(root / "toy-dev.yaml") == {} == repeated(root / "toy-dev.yaml", [root / "toy-dev.yaml"])
