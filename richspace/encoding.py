@@ -67,7 +67,7 @@ def t5_prompt_embeds(
 
 def resolve_checkpoint(model: str | Path, parts: Sequence[str] = ENCODER_PARTS) -> Path:
     """A local directory for a diffusers checkpoint: the path itself, or a hub id's cached snapshot."""
-    check_weights(model)
+    check_weights(model, "CogVideoX text encoder")
     path = Path(model).expanduser()
     if path.is_dir():
         return path

@@ -14,6 +14,16 @@ from pathlib import Path
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# What a local checkpoint directory must hold, per kind of weights (``check_weights``' ``what``): a CogVideoX
+# pipeline as diffusers saves it (the sampler loads all of it; the prompt encoder its T5 and tokenizer alone), and
+# a CLIP or X-CLIP model as transformers saves it.
+CHECKPOINT_ENTRIES = {
+    "CogVideoX": ("model_index.json", "transformer", "vae", "scheduler", "text_encoder", "tokenizer"),
+    "CogVideoX text encoder": ("text_encoder", "tokenizer"),
+    "CLIP": ("config.json",),
+}
+CHECKPOINT_FORMS = {"CogVideoX": "diffusers-format CogVideoX", "CogVideoX text encoder": "diffusers-format CogVideoX",
+                    "CLIP": "transformers-format CLIP or X-CLIP"}
 
 
 def resolve_weights(name: str, part: str) -> str:
@@ -31,8 +41,9 @@ def resolve_weights(name: str, part: str) -> str:
 
 
 def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
-    """One clear error for a local weights path that is not a directory; 'toy', 'tiny' and hub ids pass
-    (a hub id is anything of the form owner/name that is not an existing path)."""
+    """One clear error for a local weights path that is not a directory, or a directory that does not hold a
+    checkpoint of its kind (``what``, a key of ``CHECKPOINT_ENTRIES``); 'toy', 'tiny' and hub ids
+    pass (a hub id is anything of the form owner/name that is not an existing path)."""
     name = str(name)
     if name == "toy":
         from richspace.toy import toy_weights
@@ -47,6 +58,13 @@ def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
             f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
             "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), 'toy' or 'tiny'"
         )
+    if looks_local:
+        missing = [entry for entry in CHECKPOINT_ENTRIES[what] if not (Path(name).expanduser() / entry).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{what} weights at {name!r} lack {', '.join(missing)}: give the directory that holds a "
+                f"{CHECKPOINT_FORMS[what]} checkpoint (as `save_pretrained` writes it), a hub id, 'toy' or 'tiny'"
+            )
 
 
 class WeightsUnavailable(OSError):
@@ -57,17 +75,19 @@ class WeightsUnavailable(OSError):
 @contextlib.contextmanager
 def loading(name: str | Path, what: str):
     """Turns the OSError ``from_pretrained`` or ``snapshot_download`` raises for weights that are not there (no
-    network, not in the cache, a broken directory) into one WeightsUnavailable line that says what to do."""
+    network, not in the cache, a broken directory) into one WeightsUnavailable line that says what to do; so too
+    the ValueError they raise for a directory whose config they cannot read (no ``model_type``, a config of
+    another model)."""
     try:
         yield
     except WeightsUnavailable:
         raise
-    except OSError as e:
+    except (OSError, ValueError) as e:
+        # cli.one_line's joining, cut short: hub errors run long (cli imports this module, so not imported here)
         reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise WeightsUnavailable(
-            f"{what} weights {str(name)!r} could not be loaded ({reason}): give a local diffusers-format directory, "
-            f"or fetch the hub id once with network access (hf download {name})"
-        ) from None
+        where = (f"save the checkpoint there again with `save_pretrained`" if Path(str(name)).expanduser().is_dir()
+                 else f"give a local directory, or fetch the hub id once with network access (hf download {name})")
+        raise WeightsUnavailable(f"{what} weights {str(name)!r} could not be loaded ({reason}): {where}") from None
 
 
 def check_dtype(dtype: str, key: str) -> torch.dtype:

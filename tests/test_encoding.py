@@ -125,5 +125,9 @@ def test_missing_weights_say_where_real_weights_come_from(tmp_path):
     with pytest.raises(FileNotFoundError, match="hub id such as THUDM/CogVideoX-2b"):
         PromptEncoder(tmp_path / "no-such-dir")
     (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="'.*empty' lack text_encoder, tokenizer: give the directory"):
+        PromptEncoder(tmp_path / "empty", cache_dir=tmp_path)
+    for part in ("text_encoder", "tokenizer"):  # the folders, but nothing in them
+        (tmp_path / "empty" / part).mkdir()
     with pytest.raises(FileNotFoundError, match="has no text_encoder/ folder"):
         PromptEncoder(tmp_path / "empty", cache_dir=tmp_path)(["x"])

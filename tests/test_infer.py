@@ -231,6 +231,40 @@ def test_a_refinement_of_other_mixes_is_one_line_and_writes_nothing(tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("key", ["--sampler.pretrained", "--model.clip"])
+def test_a_directory_without_a_checkpoint_is_one_line_before_models_load(key, tmp_path, monkeypatch, capsys):
+    """An existing directory that holds no checkpoint (a wrong folder, a download that never ran) names what it
+    lacks before anything loads or is written, not a traceback from transformers or the encoder."""
+    import infer as infer_script
+    from diffusers import CogVideoXPipeline
+
+    monkeypatch.setattr(CogVideoXPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as info:
+        infer_script.main([*TINY, "--run_dir", str(tmp_path / "run"), key, str(empty)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    kind, lacks = ("CogVideoX", "model_index.json, transformer, vae") if key == "--sampler.pretrained" \
+        else ("CLIP", "config.json")
+    assert err.startswith(f"error: {kind} weights at {str(empty)!r} lack {lacks}"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_whose_config_cannot_be_read_is_one_line(tmp_path):
+    """A directory with a config transformers cannot read (no model_type) is a WeightsUnavailable line that says to
+    save it again, where transformers raised a ValueError."""
+    from richspace.videotext import load_video_text
+    from richspace.weights import WeightsUnavailable
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(WeightsUnavailable) as info:
+        load_video_text(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"CLIP weights {str(tmp_path)!r} could not be loaded (Unrecognized model"), message
+    assert message.endswith("save the checkpoint there again with `save_pretrained`") and "\n" not in message
+
+
 def test_hub_weights_that_are_not_there_are_one_line(tmp_path):
     """A hub id that is neither in the Hugging Face cache nor downloadable (offline here) stops infer.py with one
     line naming the weights and how to get them, not a traceback; the sampler and the judge say the same."""
