@@ -2,6 +2,8 @@
 
     python benchmarks/toy_mixing.py                          # the test set (runs/toy-mixing/test); see BENCHMARKS.md
     python benchmarks/toy_mixing.py --split dev              # the development set, where settings are chosen
+    python benchmarks/toy_mixing.py --split replication      # a second test draw (seed 1's mixes), fitted to nothing
+    python benchmarks/toy_mixing.py --split pooled           # test and replication together: one table, more verdicts
     python benchmarks/toy_mixing.py --sweep hue-red-yellow-0 # one mix's sweep view (after a run)
     python benchmarks/toy_mixing.py --world runs/toy-world-rare --out runs/toy-mixing-rare   # in another toy build
     tensorboard --logdir runs/toy-mixing                     # tables, rates and every mix's sweep figure
@@ -51,6 +53,8 @@ from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 
 LINE = ("average", "finder")  # methods that pick a point on the A-B line whatever their settings
 KEYS = ("dev", "test", "generate", "refine", "fit_seed", "label_seeds", "seeds", "sweep", "methods")
+SETS = ("dev", "test", "replication")  # in this order: a set's repeats are of itself or the sets before it
+SPLITS = {"dev": ("dev",), "test": ("test",), "replication": ("replication",), "pooled": ("test", "replication")}
 
 
 def load_benchmark(path: Path) -> dict:
@@ -389,7 +393,8 @@ def report(every: list[MixResult], methods: list[str], split: str, seeds: list[i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default=str(ROOT / "benchmarks" / "toy_mixing.yaml"))
-    parser.add_argument("--split", choices=("test", "dev"), default="test")
+    parser.add_argument("--split", choices=tuple(SPLITS), default="test",
+                        help="pooled: the test and replication sets' runs read together (each run as its own split)")
     parser.add_argument("--out", default="runs/toy-mixing")
     parser.add_argument("--sweep", default=None, metavar="MIX", help="print this mix's sweep view (runs what is missing)")
     parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
@@ -398,22 +403,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     output_dir(args.out, "--out")
     spec = load_benchmark(Path(args.spec))
-    experiments, out = ROOT / spec[args.split], Path(args.out) / args.split
-    specs = load_specs(experiments)
-    if args.sweep is not None and args.sweep not in {s.id for s in specs}:
-        raise SystemExit(f"error: no mix {args.sweep!r} in the {args.split} set ({experiments})")
+    sets, out = SPLITS[args.split], Path(args.out) / args.split
+    if "replication" in sets and "replication" not in spec:
+        raise SystemExit(f"error: {args.spec} names no replication set (python -m richspace.toy.mixes --replication "
+                         "1 writes one; add `replication: configs/experiments/toy-replication.yaml`)")
+    specs = {name: load_specs(ROOT / spec[name]) for name in sets}
+    if args.sweep is not None and args.sweep not in {s.id for name in sets for s in specs[name]}:
+        raise SystemExit(f"error: no mix {args.sweep!r} in the {args.split} set ({', '.join(spec[n] for n in sets)})")
     model = yaml.safe_load((ROOT / spec["refine"]).read_text())["model"]
     weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"],
                                model.get("w_queries", 0.0))
     check_world(args.world, Path(args.out))
-    labels, scored = run(spec, args.split, Path(args.out), args.world)
-    results = summarise(labels, scored, specs, spec["methods"], weights)
-    same = repeated(experiments, [ROOT / spec["dev"]])  # each distinct mix once; a test mix may repeat dev's
-    results = [replace(r, repeat_of=same.get(r.id)) for r in results]
+    results = []
+    for name in sets:  # each distinct mix once: a set's mix may repeat one of its own or of the sets before it
+        labels, scored = run(spec, name, Path(args.out), args.world)
+        same = repeated(ROOT / spec[name], [ROOT / spec[s] for s in SETS[:SETS.index(name)]])
+        results += [replace(r, repeat_of=same.get(r.id))
+                    for r in summarise(labels, scored, specs[name], spec["methods"], weights)]
     if args.sweep is not None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))
         return
-    text = report(results, spec["methods"], args.split, spec["seeds"])
+    text = report(results, spec["methods"], " and ".join(sets), spec["seeds"])
     atomic_write_text(out / "toy_mixing.json", json.dumps([r.__dict__ for r in results], indent=1) + "\n")
     atomic_write_text(out / "toy_mixing.md", f"# Toy mixing ({args.split})\n\n{text}\n")
     log_tensorboard(out, results, text, spec["methods"])

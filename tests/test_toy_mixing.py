@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -155,3 +156,42 @@ def test_a_repeated_mix_is_left_out_of_every_table_but_the_per_mix_one():
     assert "1 of the set's 2 mixes are left out" in text and "m2 = m1" in text
     assert "| finder | 100% [" in text  # m1's alone, not (1 + 0) / 2
     assert "| m2 (repeats m1; not scored) | hue |" in text
+
+
+def test_pooled_reads_test_and_replication_and_scores_a_mix_both_ask_once(tmp_path, monkeypatch, capsys):
+    """--split pooled reads the test and the replication sets' runs (each under its own split) into one table; a
+    replication mix that asks what a test mix asks is left out, as a repeat within one set is."""
+    def mixes(*entries):
+        return yaml.safe_dump([{"id": i, "kind": "hue", "a": "a red plain square moving up", "b": b,
+                                "guide": "an orange plain square moving up"} for i, b in entries])
+
+    files = {"dev": mixes(("d1", "a yellow plain square moving up")),
+             "test": mixes(("t1", "a blue plain square moving up")),
+             "replication": mixes(("r1-t1", "a blue plain square moving up"), ("r1-t2", "a green plain square moving up"))}
+    bench = yaml.safe_load((REPO / "benchmarks" / "toy_mixing.yaml").read_text())
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+        bench[name] = str(tmp_path / f"{name}.yaml")
+    bench["methods"], bench["seeds"] = METHODS, [0]
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+    wins = {"t1": True, "r1-t1": False, "r1-t2": False}  # the finder wins t1 and loses both replication mixes
+    ran = []
+
+    def fake_run(spec, split, out, world):
+        ran.append(split)
+        ids = [m["id"] for m in yaml.safe_load(files[split])]
+        labels = [record(i, s, {"guide": False, "average": False, "finder": False}) for i in ids for s in (200, 201)]
+        return labels, [record(i, 0, {"guide": False, "average": False, "finder": wins[i]}) for i in ids]
+
+    monkeypatch.setattr(toy_mixing, "run", fake_run)
+    toy_mixing.main(["--spec", str(tmp_path / "bench.yaml"), "--split", "pooled", "--out", str(tmp_path / "out")])
+    assert ran == ["test", "replication"]
+    text = (tmp_path / "out" / "pooled" / "toy_mixing.md").read_text()
+    assert "Toy mixing, test and replication set: 2 mixes x 1 scored seeds" in text
+    assert "1 of the set's 3 mixes are left out" in text and "r1-t1 = t1" in text
+    assert "| finder | 50% [" in text  # t1 won, r1-t2 lost; r1-t1 asks t1's question again: not counted
+    del bench["replication"]
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(bench))
+    with pytest.raises(SystemExit, match="names no replication set"):
+        toy_mixing.main(["--spec", str(tmp_path / "bench.yaml"), "--split", "replication", "--out", str(tmp_path / "o2")])
+    assert not (tmp_path / "o2").exists()

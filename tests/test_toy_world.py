@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from richspace.specs import load_specs
+from richspace.specs import load_specs, repeated
 from richspace.tiny import word_level_t5_tokenizer
 from richspace.toy import TEXT_LEN, mixes, world
 
@@ -101,7 +101,7 @@ def test_benchmark_inputs_are_fixed_in_files():
     assert len(scored) == len(bench["seeds"]) and not scored & unscored  # nothing fitted or labelled is scored
     tokenizer = word_level_t5_tokenizer(world.vocabulary(), TEXT_LEN)
     ids = {}
-    for split in ("dev", "test"):
+    for split in ("dev", "test", "replication"):
         specs = load_specs(REPO / bench[split])
         ids[split] = {s.id for s in specs}
         for spec in specs:
@@ -111,6 +111,7 @@ def test_benchmark_inputs_are_fixed_in_files():
                     tokens = tokenizer(prompt).input_ids
                     assert len(tokens) <= TEXT_LEN and tokenizer.unk_token_id not in tokens, prompt
     assert len(ids["dev"]) + len(ids["test"]) >= 60 and not ids["dev"] & ids["test"]
+    assert len(ids["replication"]) >= 40 and not ids["replication"] & (ids["dev"] | ids["test"])
 
 
 def test_generated_mixes_are_fixed_split_and_token_aligned():
@@ -205,3 +206,43 @@ def test_turned_motion_reads_at_its_angle(direction, turn):
     read = world.readout(world.render_uint8(world.Attributes(200.0, "circle", "plain", direction, turn=turn)))
     assert abs(world.hue_distance(read["angle"], world.ANGLES[direction] + turn)) < 3.0
     assert read["shape"] == "circle" and read["colour"] == "cyan"
+
+
+def test_the_replication_set_is_seed_1_less_every_question_seed_0_asks(tmp_path, capsys):
+    """configs/experiments/toy-replication.yaml is what `--replication 1` writes: seed 1's dev and test mixes under
+    r1- ids, each question (A, B and guide prompts) that seed 0's dev and test do not ask exactly once; of the
+    rest it keeps only the bases its chains take A from, which the benchmark then leaves out as repeats."""
+    earlier = list(mixes.generate().values())
+    drawn = mixes.replication(1, earlier)
+    shipped = REPO / "configs" / "experiments" / "toy-replication.yaml"
+    assert shipped.read_text() == mixes.render("replication", drawn, 1)
+    specs = load_specs(shipped)
+    ids = {s.id for s in specs}
+    assert all(i.startswith("r1-") for i in ids) and all(s.base in ids for s in specs if s.base)
+
+    def questions(entries):  # independent of richspace.specs: a chain's A is its base's (bases come first)
+        a = {}
+        for m in entries:
+            a[m["id"]] = a[m["base"]] if "base" in m else m["a"]
+        return {m["id"]: (a[m["id"]], m["b"], m["guide"]) for m in entries}
+
+    old = {q for entries in earlier for q in questions(entries).values()}
+    new = questions(mixes.generate(1)["dev"] + mixes.generate(1)["test"])
+    mine = questions(drawn)
+    asked, scored = set(old), []
+    for i, question in mine.items():
+        if question not in asked:
+            asked.add(question)
+            scored.append(i)
+    assert sorted(mine[i] for i in scored) == sorted(set(new.values()) - old)  # every new question, once
+    assert set(mine) - set(scored) <= {s.base for s in specs if s.base}  # the rest: bases a chain needs
+    experiments = REPO / "configs" / "experiments"
+    assert set(repeated(shipped, [experiments / "toy-dev.yaml", experiments / "toy-test.yaml"])) == set(mine) - set(scored)
+    assert {m["kind"] for m in drawn} == {*mixes.KINDS, "chain-base"}
+    assert mixes.main(["--out", str(tmp_path), "--replication", "1"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["toy-replication.yaml"]
+    assert (tmp_path / "toy-replication.yaml").read_text() == shipped.read_text()
+    assert mixes.main(["--out", str(tmp_path), "--replication", "1", "--check"]) == 0
+    with pytest.raises(SystemExit) as info:
+        mixes.main(["--out", str(tmp_path), "--replication", "0"])
+    assert info.value.code == 2 and "--replication needs a seed other than 0" in capsys.readouterr().err
