@@ -85,7 +85,7 @@ def loading(name: str | Path, what: str):
     except (OSError, ValueError) as e:
         # cli.one_line's joining, cut short: hub errors run long (cli imports this module, so not imported here)
         reason = " ".join(str(e).split())[:300] or type(e).__name__
-        where = (f"save the checkpoint there again with `save_pretrained`" if Path(str(name)).expanduser().is_dir()
+        where = ("save the checkpoint there again with `save_pretrained`" if Path(str(name)).expanduser().is_dir()
                  else f"give a local directory, or fetch the hub id once with network access (hf download {name})")
         raise WeightsUnavailable(f"{what} weights {str(name)!r} could not be loaded ({reason}): {where}") from None
 
