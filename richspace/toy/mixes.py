@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     out = output_dir(args.out, "--out")
     if args.replication is not None:
         if args.replication == SEED:
-            parser.error(f"--replication needs a seed other than {SEED}, whose mixes dev and test are")
+            parser.error(f"--replication needs a seed other than {SEED} (seed {SEED} draws dev and test)")
         mixes = replication(args.replication, list(generate(SEED).values()))
         split = {"replication": mixes}
         seed = args.replication
