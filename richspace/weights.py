@@ -17,13 +17,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # What a local checkpoint directory must hold, per kind of weights (``check_weights``' ``what``): a CogVideoX
 # pipeline as diffusers saves it (the sampler loads all of it; the prompt encoder its T5 and tokenizer alone), and
 # a CLIP or X-CLIP model as transformers saves it.
-CHECKPOINT_ENTRIES = {
-    "CogVideoX": ("model_index.json", "transformer", "vae", "scheduler", "text_encoder", "tokenizer"),
-    "CogVideoX text encoder": ("text_encoder", "tokenizer"),
-    "CLIP": ("config.json",),
+CHECKPOINTS = {  # what -> (the checkpoint's format, the entries its directory holds)
+    "CogVideoX": ("diffusers-format CogVideoX",
+                  ("model_index.json", "transformer", "vae", "scheduler", "text_encoder", "tokenizer")),
+    "CogVideoX text encoder": ("diffusers-format CogVideoX", ("text_encoder", "tokenizer")),
+    "CLIP": ("transformers-format CLIP or X-CLIP", ("config.json",)),
 }
-CHECKPOINT_FORMS = {"CogVideoX": "diffusers-format CogVideoX", "CogVideoX text encoder": "diffusers-format CogVideoX",
-                    "CLIP": "transformers-format CLIP or X-CLIP"}
 
 
 def resolve_weights(name: str, part: str) -> str:
@@ -42,7 +41,7 @@ def resolve_weights(name: str, part: str) -> str:
 
 def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
     """One clear error for a local weights path that is not a directory, or a directory that does not hold a
-    checkpoint of its kind (``what``, a key of ``CHECKPOINT_ENTRIES``); 'toy', 'tiny' and hub ids
+    checkpoint of its kind (``what``, a key of ``CHECKPOINTS``); 'toy', 'tiny' and hub ids
     pass (a hub id is anything of the form owner/name that is not an existing path)."""
     name = str(name)
     if name == "toy":
@@ -53,18 +52,21 @@ def check_weights(name: str | Path, what: str = "CogVideoX") -> None:
     if name == "tiny":
         return
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
-    if looks_local and not Path(name).expanduser().is_dir():
+    if not looks_local:
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
         raise FileNotFoundError(
             f"{what} weights not found at {name!r}: give a local diffusers-format directory, a hub id such as "
             "THUDM/CogVideoX-2b (downloaded once with network access into the Hugging Face cache), 'toy' or 'tiny'"
         )
-    if looks_local:
-        missing = [entry for entry in CHECKPOINT_ENTRIES[what] if not (Path(name).expanduser() / entry).exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"{what} weights at {name!r} lack {', '.join(missing)}: give the directory that holds a "
-                f"{CHECKPOINT_FORMS[what]} checkpoint (as `save_pretrained` writes it), a hub id, 'toy' or 'tiny'"
-            )
+    form, entries = CHECKPOINTS[what]
+    missing = [entry for entry in entries if not (path / entry).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{what} weights at {name!r} lack {', '.join(missing)}: give the directory that holds a {form} "
+            "checkpoint (as `save_pretrained` writes it), a hub id, 'toy' or 'tiny'"
+        )
 
 
 class WeightsUnavailable(OSError):

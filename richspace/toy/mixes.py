@@ -218,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replication is not None:
         if args.replication == SEED:
             parser.error(f"--replication needs a seed other than {SEED} (seed {SEED} draws dev and test)")
-        mixes = replication(args.replication, list(generate(SEED).values()))
-        split = {"replication": mixes}
-        seed = args.replication
+        split, seed = {"replication": replication(args.replication, list(generate(SEED).values()))}, args.replication
     else:
         split, seed = generate(args.seed), args.seed
     files = {name: (out / f"toy-{name}.yaml", render(name, mixes, seed), len(mixes))
