@@ -23,6 +23,10 @@ shipped Q + D), so forms differ in the mix's own reward alone. Forms:
   how widely each reward spreads there);
 - ``rank``: the sum of the two rewards' ranks over the candidates.
 
+``--prior_table`` fits the prior on another table's mixes instead (the dev mixes', as the test refinement's prior is
+fitted), for tables of mixes outside dev (``python -m richspace.toy.mixes --unasked``); ``--by_kind`` adds a column
+per kind of mix.
+
 ``--denoise_temperature`` rebuilds D at another softmax temperature. Choose forms here, on dev; this script
 never touches the test mixes.
 """
@@ -119,6 +123,20 @@ def every_split(mix: MixRewards, score: Form, k: int = 2, prior: torch.Tensor | 
     return sum(verdicts) / len(verdicts)
 
 
+def groups_of(rows: dict, labels: dict[str, bool], by_kind: bool = False) -> dict[str, list[str]]:
+    """The table's columns, each a list of mix ids: where the guide fails and where it works when ``labels`` (mix ->
+    guide fails) has every mix, else all mixes; with ``by_kind``, then each of those split by kind, in table order."""
+    ids = list(rows)
+    groups = {"all mixes": ids}
+    if all(i in labels for i in ids):
+        groups = {"guide fails": [i for i in ids if labels[i]], "guide works": [i for i in ids if not labels[i]]}
+    if by_kind:
+        for group, members in list(groups.items()):
+            for kind in dict.fromkeys(rows[i]["kind"] for i in members):
+                groups[f"{group}, {kind}"] = [i for i in members if rows[i]["kind"] == kind]
+    return groups
+
+
 def read_videos(module: RefineModule, item, frames: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
     """Per saved video of a mix: every query option's judge score (100 x cosine) and generator error, in query
     order, as refinement's Q and D read them (``RefineModule.terms``, ``RefineModule.denoise_reward``)."""
@@ -161,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--priors", default="0,0.25,0.5", help="prior weights (the learned prior, left out)")
     parser.add_argument("--denoise_temperature", type=float, default=None, help="rebuild D at this temperature")
     parser.add_argument("--steps", type=int, default=1000, help="the learned prior's training steps")
+    parser.add_argument("--prior_table", default=None, metavar="TABLE",
+                        help="fit the prior on this table's mixes (e.g. runs/toy-reward/denoise.json, dev) instead of "
+                             "leaving each mix out: for mixes outside dev (toy_reward.py --prior_table)")
+    parser.add_argument("--by_kind", action="store_true", help="also a column per kind of mix")
     args = parser.parse_args(argv)
     forms = {name: form(name) for name in args.forms.split(",")}
     try:
@@ -218,12 +240,12 @@ def main(argv: list[str] | None = None) -> None:
                              "--world and --config the table was made with")
         mixes[mix_id] = as_table[mix_id] if t_d == model["denoise_temperature"] else mix_rewards(
             row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates, t_q, t_d)
-    prior = toy_reward.left_out_priors(rows, grid, module.start_values, 2, args.steps)
-    labels = toy_reward.guide_fails(args.labels)
+    fitted_on = toy_reward.prior_rows(args.prior_table, table["settings"]) if args.prior_table else None
+    if fitted_on is not None and fitted_on.keys() & rows.keys():
+        raise SystemExit(f"error: --prior_table {args.prior_table} holds mixes of --table; give a table of other mixes")
+    prior = toy_reward.left_out_priors(rows, grid, module.start_values, 2, args.steps, fitted_on)
     ids = list(rows)
-    groups = {"all mixes": ids}
-    if all(i in labels for i in ids):
-        groups = {"guide fails": [i for i in ids if labels[i]], "guide works": [i for i in ids if not labels[i]]}
+    groups = groups_of(rows, toy_reward.guide_fails(args.labels), args.by_kind)
     shipped_weight = cfg["model"].get("prior_weight", 0.0)
     table_reward = lambda q, d: model["w_queries"] * q + model["w_denoise"] * d  # noqa: E731  the table's own
     shipped = [every_split(as_table[i], table_reward, 2, prior[m], shipped_weight) for m, i in enumerate(ids)]

@@ -4,6 +4,10 @@
     python benchmarks/toy_reward.py --grid_points 12   # the grid's first 12 points only (no sampling after a run)
     python benchmarks/toy_reward.py --limit 10 --noises 3   # a quick look
     python benchmarks/toy_reward.py --explain diagonal-down-left-10   # why the reward picks what it picks, one mix
+    python -m richspace.toy.mixes --unasked diagonal --pair up-right --out runs/extra   # more dev mixes, then:
+    python benchmarks/toy_reward.py --experiments runs/extra/toy-unasked-diagonal-up-right.yaml \
+        --table runs/extra/up-right.json --frames runs/extra/frames \
+        --prior_table runs/toy-reward/denoise.json    # judged with the prior fitted on dev, as at test (~20 min)
     python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json \
         --against runs/toy-reward/candidates.json      # another judge on the same videos, paired: about 3 minutes
     python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
@@ -264,12 +268,22 @@ def values(row: dict, field: str, noises, candidates: int) -> torch.Tensor:
                          for t in row["thetas"][:candidates]])
 
 
-def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: int) -> torch.Tensor:
+def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: int,
+                    fitted_on: dict | None = None) -> torch.Tensor:
     """(mixes, candidates) per mix, the scores of the predictor (richspace.learned) fitted on the other mixes' rewards
-    over the ``fit`` noises: what ``python -m richspace.learned`` would give it, had it not seen the mix."""
+    over the ``fit`` noises: what ``python -m richspace.learned`` would give it, had it not seen the mix. With
+    ``fitted_on`` (another table's rows, e.g. the dev mixes'), one predictor fitted on those alone scores every mix:
+    the prior as the test set's refinement has it."""
     candidates, ids = 1 + len(grid), list(rows)
-    rewards = torch.stack([values(rows[i], "reward", range(fit), candidates) for i in ids])
     features = torch.tensor([rows[i]["features"] for i in ids])
+    if fitted_on is not None:
+        theirs = list(fitted_on.values())
+        model = fit_predictor(torch.tensor([row["features"] for row in theirs]),
+                              torch.stack([values(row, "reward", range(fit), candidates) for row in theirs]),
+                              grid, start, steps)
+        with torch.no_grad():
+            return model(features)
+    rewards = torch.stack([values(rows[i], "reward", range(fit), candidates) for i in ids])
     out = []
     for m in range(len(ids)):
         keep = torch.arange(len(ids)) != m
@@ -279,11 +293,23 @@ def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: 
     return torch.stack(out)
 
 
+def prior_rows(path: str, settings: dict) -> dict:
+    """The rows of ``--prior_table`` to fit the learned prior on; a one-line error where that table was sampled with
+    another config, fit seed or fewer noises than the scored one (its rewards would not be the same reward's)."""
+    theirs = read_input(Path(path), "--prior_table")
+    other = theirs.get("settings", {}) if isinstance(theirs, dict) else {}
+    if any(other.get(k) != settings.get(k) for k in ("config", "seed", "noises", "world")) or not theirs.get("mixes"):
+        raise SystemExit(f"error: --prior_table {path} is not a table of the same config, seed, noises and world; "
+                         "give a toy_reward.py table sampled as this one was (e.g. runs/toy-reward/denoise.json)")
+    return theirs["mixes"]
+
+
 def choices(rows: dict, grid: list[dict], fit: int, held: list[int], priors: torch.Tensor,
-            prior_weight: float) -> dict[str, list[float]]:
+            prior_weight: float, prior_source: str = "this mix left out") -> dict[str, list[float]]:
     """Per chooser, per mix (``rows`` order): the held-out success rate of the candidate it picks, among the
     finder's alpha and ``grid``'s points (a prefix of the table's); ``fit`` noises to choose on; ``priors``:
-    ``left_out_priors``, weighed by ``prior_weight`` against the rewards (``learned.with_prior``)."""
+    ``left_out_priors``, weighed by ``prior_weight`` against the rewards (``learned.with_prior``), fitted as
+    ``prior_source`` says."""
     candidates = 1 + len(grid)
     ids = list(rows)
 
@@ -294,12 +320,12 @@ def choices(rows: dict, grid: list[dict], fit: int, held: list[int], priors: tor
                                                                           .argmax())]) for m, i in enumerate(ids)],
         f"reward, noises 0-{fit - 1} (noise_samples {fit})": [float(success[m, int(rewards[m].argmax())])
                                                              for m in range(len(ids))],
-        f"reward, noises 0-{fit - 1}, and the learned prior (weight {prior_weight:g}; this mix left out)": [
+        f"reward, noises 0-{fit - 1}, and the learned prior (weight {prior_weight:g}; {prior_source})": [
             float(success[m, with_prior(rewards[m], priors[m], prior_weight)]) for m in range(len(ids))],
         f"old objective, noises 0-{fit - 1}": [float(success[m, int(values(rows[i], "old", range(fit), candidates)
                                                                     .argmax())]) for m, i in enumerate(ids)],
         "the finder's alpha (the start)": success[:, 0].tolist(),
-        "learned ranker (this mix left out)": [float(success[m, int(priors[m].argmax())]) for m in range(len(ids))],
+        f"learned ranker ({prior_source})": [float(success[m, int(priors[m].argmax())]) for m in range(len(ids))],
         "best fixed candidate (this mix left out)": [],
         "any candidate (the ceiling)": success.max(1).values.tolist(),
     }
@@ -406,6 +432,10 @@ def main(argv: list[str] | None = None) -> None:
                              "same mixes (e.g. runs/toy-mixing/dev/refine/refinement.json), not on the base's finder "
                              "embedding; give a new --table (chains' videos go to their own frames files)")
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
+    parser.add_argument("--prior_table", default=None, metavar="TABLE",
+                        help="fit the learned prior on this table's mixes (e.g. runs/toy-reward/denoise.json, the dev "
+                             "mixes) instead of leaving each scored mix out: the prior as test refinement has it, for "
+                             "mixes outside dev (python -m richspace.toy.mixes --unasked)")
     parser.add_argument("--against", default=None, metavar="TABLE",
                         help="another --table of the same videos (another judge or reward): paired differences")
     parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
@@ -445,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     table = read_input(table_path, "--table") if table_path.exists() else {"settings": settings, "mixes": {}}
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
+    fitted_on = prior_rows(args.prior_table, settings) if args.prior_table is not None else None
     module.load_models("cpu")
     new = module.weights
     items = [i for i in mix_items(cfg["sampler"], args.experiments, "runs/toy-reward", args.seed)
@@ -489,9 +520,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = {i.id: table["mixes"][i.id] for i in items if i.id not in same}
     grid = module.grid_points()[: args.grid_points]
     candidates = 1 + len(grid)
-    priors = left_out_priors(rows, grid, module.start_values, 2, args.steps)
+    if fitted_on is not None and fitted_on.keys() & rows.keys():
+        raise SystemExit(f"error: --prior_table {args.prior_table} holds mixes this table scores (first: "
+                         f"{sorted(fitted_on.keys() & rows.keys())[0]}); give a table of other mixes")
+    priors = left_out_priors(rows, grid, module.start_values, 2, args.steps, fitted_on)
     weight = module.hparams.prior_weight
-    picked = choices(rows, grid, 2, list(range(2, args.noises)), priors, weight)
+    source = "this mix left out" if fitted_on is None else f"fitted on {args.prior_table}"
+    picked = choices(rows, grid, 2, list(range(2, args.noises)), priors, weight, source)
     labels = guide_fails(args.labels)
     groups = {"all mixes": list(rows)}
     if all(i in labels for i in rows):
@@ -510,11 +545,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|" + "---|" * len(groups))
     rotations = {f"reward, chosen on {k} noise{'s' if k > 1 else ''}": rotated(rows, candidates, k, args.noises)
                  for k in range(1, args.noises)}
-    for w in sorted({0.25, 0.5, 1.0, weight}):
+    for w in sorted({0.25, 0.5, 1.0, 2.0, weight}):
         rotations[f"reward on 2 noises and the learned prior, weight {w:g}"] = rotated(rows, candidates, 2, args.noises,
                                                                                        priors, w)
     for k in range(3, args.noises):  # model.noise_samples k: its predictor is fitted on k noises' rewards too
-        wider = left_out_priors(rows, grid, module.start_values, k, args.steps)
+        wider = left_out_priors(rows, grid, module.start_values, k, args.steps, fitted_on)
         rotations[f"reward on {k} noises and the learned prior, weight {weight:g}"] = rotated(
             rows, candidates, k, args.noises, wider, weight)
     perfect = {k: rotated(rows, candidates, k, args.noises, perfect=True) for k in range(1, args.noises)}

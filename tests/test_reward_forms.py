@@ -125,3 +125,14 @@ def test_refuses_a_table_without_d_and_readings_of_another_table(tmp_path):
     with pytest.raises(SystemExit, match="another table"):
         reward_forms.load_readings(cache, {"table": 2})
     assert reward_forms.load_readings(tmp_path / "new.pt", {"table": 2}) == {"settings": {"table": 2}, "mixes": {}}
+
+
+def test_columns_split_by_the_guide_labels_and_by_kind():
+    rows = {"h1": {"kind": "hue"}, "d1": {"kind": "diagonal"}, "h2": {"kind": "hue"}}
+    assert reward_forms.groups_of(rows, {}) == {"all mixes": ["h1", "d1", "h2"]}
+    assert reward_forms.groups_of(rows, {"h1": True}, by_kind=True) == {  # labels of some mixes only: no split
+        "all mixes": ["h1", "d1", "h2"], "all mixes, hue": ["h1", "h2"], "all mixes, diagonal": ["d1"]}
+    labels = {"h1": True, "d1": True, "h2": False}
+    assert reward_forms.groups_of(rows, labels, by_kind=True) == {
+        "guide fails": ["h1", "d1"], "guide works": ["h2"], "guide fails, hue": ["h1"],
+        "guide fails, diagonal": ["d1"], "guide works, hue": ["h2"]}

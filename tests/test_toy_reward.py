@@ -137,6 +137,34 @@ def test_rotated_splits_hold_out_every_noise_in_turn():
     assert toy_reward.rotated({"m": mix}, 3, 3, 4, prior, 1e6) == [1.0]  # candidate 2 shows it on every noise
 
 
+def test_a_prior_fitted_on_another_table_is_the_test_refinement_s_prior():
+    """With ``fitted_on`` (the dev table's rows), one predictor fitted on those rows alone scores every mix, as the
+    test refinement's prior does: the same as fitting it directly, whatever the scored mixes' own rewards."""
+    from richspace.learned import fit_predictor
+
+    dev = {f"d{k}": row([[0.0] * 4, [float(k)] * 4, [2.0 - k] * 4], [[False] * 4] * 3,
+                        [0.1 * k + 0.05 * i for i in range(8)]) for k in range(4)}
+    scored = {"m": row([[9.0] * 4, [0.0] * 4, [0.0] * 4], [[True] * 4] * 3, [0.3] * 8),
+              "n": row([[0.0] * 4, [0.0] * 4, [9.0] * 4], [[True] * 4] * 3, [0.1 * i for i in range(8)])}
+    priors = toy_reward.left_out_priors(scored, GRID, START, fit=2, steps=50, fitted_on=dev)
+    direct = fit_predictor(torch.tensor([r["features"] for r in dev.values()]),
+                           torch.tensor([[0.0, float(k), 2.0 - k] for k in range(4)]), GRID, START, 50)
+    with torch.no_grad():
+        assert torch.allclose(priors, direct(torch.tensor([r["features"] for r in scored.values()])))
+    flipped = {i: row([[0.0] * 4, [0.0] * 4, [-9.0] * 4], [[True] * 4] * 3, r["features"]) for i, r in scored.items()}
+    assert torch.equal(priors, toy_reward.left_out_priors(flipped, GRID, START, fit=2, steps=50, fitted_on=dev))
+
+
+def test_a_prior_table_of_other_settings_is_refused_in_one_line(tmp_path):
+    settings = {"config": {"grid": GRID}, "seed": 100, "noises": 4, "experiments": "toy-dev.yaml"}
+    table = tmp_path / "dev.json"
+    table.write_text(json.dumps({"settings": settings, "mixes": {"d0": {}}}))
+    assert toy_reward.prior_rows(str(table), dict(settings, experiments="extra.yaml")) == {"d0": {}}
+    for other in ({"seed": 101}, {"noises": 3}, {"config": {"grid": GRID[:1]}}, {"world": "runs/toy-world-rare"}):
+        with pytest.raises(SystemExit, match=r"^error: --prior_table .* is not a table of the same config"):
+            toy_reward.prior_rows(str(table), dict(settings, **other))
+
+
 def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
     # candidate 1 shows the mix on 3 of 4 noises, candidate 2 on 2: the best single candidate's share is 3/4
     mix = row([[0.0] * 4, [0.0] * 4, [1.0] * 4], [[False] * 4, [True, True, True, False], [True, False, True, False]],
@@ -229,7 +257,7 @@ def test_world_must_be_a_finished_build(tmp_path, capsys):
     assert not table.exists() and not (tmp_path / "f").exists()
 
 
-@pytest.mark.parametrize("flag", ["--config", "--table", "--against", "--frames"])
+@pytest.mark.parametrize("flag", ["--config", "--table", "--against", "--frames", "--prior_table"])
 def test_unreadable_inputs_are_one_line_before_anything_is_sampled(flag, tmp_path):
     """A file that is not JSON or YAML (or, for --frames, not a directory) stops the script at once, naming the
     flag; nothing is sampled or written."""

@@ -246,3 +246,38 @@ def test_the_replication_set_is_seed_1_less_every_question_seed_0_asks(tmp_path,
     with pytest.raises(SystemExit) as info:
         mixes.main(["--out", str(tmp_path), "--replication", "0"])
     assert info.value.code == 2 and "--replication needs a seed other than 0" in capsys.readouterr().err
+
+
+def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path, capsys):
+    """`--unasked KIND` writes every stripes or diagonal mix that none of the shipped dev, test and replication
+    files asks, once each, ids from 100: counted here from the world's vocabulary, not through richspace.specs."""
+    experiments = REPO / "configs" / "experiments"
+    earlier = [yaml.safe_load((experiments / f"toy-{s}.yaml").read_text()) for s in ("dev", "test", "replication")]
+    asked = {(m.get("a"), m["b"], m["guide"]) for entries in earlier for m in entries}
+    question = lambda m: (m["a"], m["b"], m["guide"])  # noqa: E731
+
+    every_stripes = mixes.unasked("stripes", [])
+    assert len(every_stripes) == len(world.COLOURS) * len(world.DIRECTIONS) * 2 == 48  # B a striped square or circle
+    assert len({question(m) for m in every_stripes}) == 48
+    assert [m["id"] for m in every_stripes] == [f"stripes-triangle-{100 + n}" for n in range(48)]
+    stripes = mixes.unasked("stripes", earlier)
+    assert {question(m) for m in stripes} == {question(m) for m in every_stripes} - asked
+    assert len(stripes) == len({question(m) for m in stripes}) < 48
+
+    up_right = mixes.unasked("diagonal", earlier, ("up", "right"))
+    every = mixes.unasked("diagonal", [], ("up", "right"))
+    assert len(every) == len(world.COLOURS) * (len(world.SHAPES) * len(world.PATTERNS) - len(world.HELD_OUT_PAIRS))
+    assert {question(m) for m in up_right} == {question(m) for m in every} - asked
+    assert all(m["expect"]["direction_between"] == ["up", "right"] for m in up_right)
+    assert all(q not in asked for q in map(question, mixes.unasked("diagonal", earlier)))
+    with pytest.raises(ValueError, match="unasked: kind 'hue'"):
+        mixes.unasked("hue", earlier)
+
+    assert mixes.main(["--out", str(tmp_path), "--unasked", "diagonal", "--pair", "up-right"]) == 0
+    written = tmp_path / "toy-unasked-diagonal-up-right.yaml"
+    assert [p.name for p in tmp_path.iterdir()] == [written.name]
+    assert [s.id for s in load_specs(written)] == [m["id"] for m in up_right]
+    assert mixes.main(["--out", str(tmp_path), "--unasked", "diagonal", "--pair", "up-right", "--check"]) == 0
+    with pytest.raises(SystemExit) as info:
+        mixes.main(["--out", str(tmp_path), "--unasked", "stripes", "--pair", "up-right"])
+    assert info.value.code == 2 and "--pair goes with --unasked diagonal" in capsys.readouterr().err
