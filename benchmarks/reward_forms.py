@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--denoise_temperature", type=float, default=None, help="rebuild D at this temperature")
     parser.add_argument("--steps", type=int, default=1000, help="the learned prior's training steps")
     parser.add_argument("--prior_table", default=None, metavar="TABLE",
-                        help="fit the prior on this table's mixes (e.g. runs/toy-reward/denoise.json, dev) instead of "
+                        help="fit the prior on this table's mixes (the dev table of --table's config) instead of "
                              "leaving each mix out: for mixes outside dev (toy_reward.py --prior_table)")
     parser.add_argument("--by_kind", action="store_true", help="also a column per kind of mix")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@
     python -m richspace.toy.mixes --unasked diagonal --pair up-right --out runs/extra   # more dev mixes, then:
     python benchmarks/toy_reward.py --experiments runs/extra/toy-unasked-diagonal-up-right.yaml \
         --table runs/extra/up-right.json --frames runs/extra/frames \
-        --prior_table runs/toy-reward/denoise.json    # judged with the prior fitted on dev, as at test (~20 min)
+        --prior_table runs/toy-reward/candidates.json   # the dev table above: the prior as at test (~20 min)
     python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json \
         --against runs/toy-reward/candidates.json      # another judge on the same videos, paired: about 3 minutes
     python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
@@ -300,7 +300,7 @@ def prior_rows(path: str, settings: dict) -> dict:
     other = theirs.get("settings", {}) if isinstance(theirs, dict) else {}
     if any(other.get(k) != settings.get(k) for k in ("config", "seed", "noises", "world")) or not theirs.get("mixes"):
         raise SystemExit(f"error: --prior_table {path} is not a table of the same config, seed, noises and world; "
-                         "give a toy_reward.py table sampled as this one was (e.g. runs/toy-reward/denoise.json)")
+                         "give a toy_reward.py table sampled as this one was (e.g. runs/toy-reward/candidates.json)")
     return theirs["mixes"]
 
 
@@ -433,9 +433,9 @@ def main(argv: list[str] | None = None) -> None:
                              "embedding; give a new --table (chains' videos go to their own frames files)")
     parser.add_argument("--steps", type=int, default=1000, help="the learned ranker's training steps")
     parser.add_argument("--prior_table", default=None, metavar="TABLE",
-                        help="fit the learned prior on this table's mixes (e.g. runs/toy-reward/denoise.json, the dev "
-                             "mixes) instead of leaving each scored mix out: the prior as test refinement has it, for "
-                             "mixes outside dev (python -m richspace.toy.mixes --unasked)")
+                        help="fit the learned prior on this table's mixes (the dev table, runs/toy-reward/"
+                             "candidates.json) instead of leaving each scored mix out: the prior as test refinement "
+                             "has it, for mixes outside dev (python -m richspace.toy.mixes --unasked)")
     parser.add_argument("--against", default=None, metavar="TABLE",
                         help="another --table of the same videos (another judge or reward): paired differences")
     parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
