@@ -6,6 +6,7 @@
     python benchmarks/toy_mixing.py --split pooled           # test and replication together: one table, more verdicts
     python benchmarks/toy_mixing.py --sweep hue-red-yellow-0 # one mix's sweep view (after a run)
     python benchmarks/toy_mixing.py --world runs/toy-world-rare --out runs/toy-mixing-rare   # in another toy build
+    python benchmarks/toy_mixing.py --out runs/b --against runs/a   # every method paired against another run's
     tensorboard --logdir runs/toy-mixing                     # tables, rates and every mix's sweep figure
 
 Inputs are fixed in benchmarks/toy_mixing.yaml. The run is the project's own commands, each
@@ -372,6 +373,28 @@ def log_tensorboard(out: Path, results: list[MixResult], text: str, methods: lis
     writer.close()
 
 
+def against(results: list[MixResult], theirs: list[dict], methods: list[str], source: str = "OTHER") -> str:
+    """A markdown table: each method's rate in this run minus its rate in another run of the same split
+    (``theirs``: that run's toy_mixing.json records, read from ``source``), paired over the same distinct mixes,
+    where the guide fails and where it works (this run's labels: the label seeds' videos do not depend on the
+    settings compared). A one-line error where the two runs hold other mixes."""
+    mine = [r for r in results if r.repeat_of is None]
+    other = {r["id"]: r for r in theirs if r.get("repeat_of") is None}
+    if {r.id for r in mine} != set(other):
+        differ = sorted({r.id for r in mine} ^ set(other))
+        raise SystemExit(f"error: --against {source} holds other mixes than this run (first: {differ[0]}); give a "
+                         "run of the same split")
+    groups = {"guide fails": [r for r in mine if r.guide_fails], "guide works": [r for r in mine if not r.guide_fails]}
+    lines = ["| method | " + " | ".join(f"{g} (n = {len(rs)}): this run, paired - {source}" for g, rs in groups.items())
+             + " |", "|---" * (len(groups) + 1) + "|"]
+    for m in methods:
+        cells = [f"{bootstrap_mean([r.rates[m] for r in rs])}, "
+                 + paired(bootstrap_difference([r.rates[m] for r in rs], [other[r.id]["rates"][m] for r in rs]))
+                 for rs in groups.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report(every: list[MixResult], methods: list[str], split: str, seeds: list[int]) -> str:
     """The tables, over the distinct mixes: a mix that repeats an earlier one's prompts (``repeat_of``) is left
     out of every table but the per-mix one."""
@@ -400,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
                         help="a toy build directory (python -m richspace.toy.build --out BUILD) whose cogvideox/ and "
                              "clip/ every command uses instead of the shipped toy weights; give its own --out")
+    parser.add_argument("--against", default=None, metavar="OUT",
+                        help="another run's --out (e.g. the same benchmark at other settings): every method paired "
+                             "against that run's same split, mix by mix")
     args = parser.parse_args(argv)
     output_dir(args.out, "--out")
     spec = load_benchmark(Path(args.spec))
@@ -413,6 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     model = yaml.safe_load((ROOT / spec["refine"]).read_text())["model"]
     weights = ObjectiveWeights(model["w_guide"], model["w_balance"], model["w_anchor"], model["softmin_temperature"],
                                model.get("w_queries", 0.0))
+    theirs = None
+    if args.against is not None:  # read before anything runs: a bad --against must not wait for the benchmark
+        theirs = read_input(Path(args.against) / args.split / "toy_mixing.json", "--against")
     check_world(args.world, Path(args.out))
     results = []
     for name in sets:  # each distinct mix once: a set's mix may repeat one of its own or of the sets before it
@@ -424,6 +453,9 @@ def main(argv: list[str] | None = None) -> None:
         print(sweep_view(next(r for r in results if r.id == args.sweep)))
         return
     text = report(results, spec["methods"], " and ".join(sets), spec["seeds"])
+    if theirs is not None:
+        text += (f"\n\nAgainst {args.against} ({args.split}), the same mixes and seeds (rate here, then the paired "
+                 f"difference):\n\n" + against(results, theirs, spec["methods"], args.against))
     atomic_write_text(out / "toy_mixing.json", json.dumps([r.__dict__ for r in results], indent=1) + "\n")
     atomic_write_text(out / "toy_mixing.md", f"# Toy mixing ({args.split})\n\n{text}\n")
     log_tensorboard(out, results, text, spec["methods"])

@@ -93,6 +93,9 @@ def test_unreadable_inputs_and_a_file_out_are_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"error: --out .*out is a file; give a directory"):
         toy_mixing.main(["--out", str(tmp_path / "out")])
     assert (tmp_path / "out").read_text() == "results"
+    with pytest.raises(SystemExit, match=r"error: --against .*none/test/toy_mixing.json: cannot read it"):
+        toy_mixing.main(["--out", str(tmp_path / "fresh"), "--against", str(tmp_path / "none")])
+    assert not (tmp_path / "fresh").exists()  # refused before anything ran or was written
 
 
 def test_world_puts_a_builds_models_in_every_command_and_keeps_runs_apart(tmp_path, monkeypatch, capsys):
@@ -195,3 +198,24 @@ def test_pooled_reads_test_and_replication_and_scores_a_mix_both_ask_once(tmp_pa
     with pytest.raises(SystemExit, match="names no replication set"):
         toy_mixing.main(["--spec", str(tmp_path / "bench.yaml"), "--split", "replication", "--out", str(tmp_path / "o2")])
     assert not (tmp_path / "o2").exists()
+
+
+def test_against_pairs_every_method_with_another_run_of_the_same_mixes():
+    """Two runs of the same mixes (say, refinement at two settings): per method, this run's rate and its paired
+    difference from the other's, where the guide fails and where it works (this run's labels); a repeated mix is
+    left out of both; runs of other mixes are refused in one line."""
+    M = toy_mixing.MixResult
+    mine = [M("f1", "hue", 0.0, {"finder": 1.0, "refined": 1.0}, 1.0, 1.0, {}),
+            M("f2", "hue", 0.0, {"finder": 0.0, "refined": 1.0}, 0.0, 1.0, {}),
+            M("w1", "seen", 1.0, {"finder": 1.0, "refined": 0.0}, 1.0, 1.0, {}),
+            M("f3", "hue", 0.0, {"finder": 0.0, "refined": 0.0}, 0.0, 0.0, {}, repeat_of="f1")]
+    theirs = [{"id": "f1", "rates": {"finder": 1.0, "refined": 0.0}},
+              {"id": "f2", "rates": {"finder": 0.0, "refined": 0.0}},
+              {"id": "w1", "rates": {"finder": 1.0, "refined": 1.0}}, {"id": "f3", "repeat_of": "f1", "rates": {}}]
+    rows = toy_mixing.against(mine, theirs, ["finder", "refined"], "runs/a").splitlines()
+    assert rows[0] == ("| method | guide fails (n = 2): this run, paired - runs/a | guide works (n = 1): this run, "
+                       "paired - runs/a |")
+    assert rows[2].startswith("| finder | 50% [") and rows[2].endswith(", +0% [+0%, +0%] |")
+    assert rows[3].startswith("| refined | 100% [100%, 100%], +100% [+100%, +100%] | 0% [0%, 0%], -100% [")
+    with pytest.raises(SystemExit, match=r"^error: --against runs/a holds other mixes than this run \(first: w1\)"):
+        toy_mixing.against(mine, theirs[:2], ["finder"], "runs/a")
