@@ -241,8 +241,6 @@ def main(argv: list[str] | None = None) -> None:
         mixes[mix_id] = as_table[mix_id] if t_d == model["denoise_temperature"] else mix_rewards(
             row, readings["mixes"][mix_id], queries, items[mix_id].seed, candidates, t_q, t_d)
     fitted_on = toy_reward.prior_rows(args.prior_table, table["settings"]) if args.prior_table else None
-    if fitted_on is not None and fitted_on.keys() & rows.keys():
-        raise SystemExit(f"error: --prior_table {args.prior_table} holds mixes of --table; give a table of other mixes")
     prior = toy_reward.left_out_priors(rows, grid, module.start_values, 2, args.steps, fitted_on)
     ids = list(rows)
     groups = groups_of(rows, toy_reward.guide_fails(args.labels), args.by_kind)

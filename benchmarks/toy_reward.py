@@ -273,10 +273,13 @@ def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: 
     """(mixes, candidates) per mix, the scores of the predictor (richspace.learned) fitted on the other mixes' rewards
     over the ``fit`` noises: what ``python -m richspace.learned`` would give it, had it not seen the mix. With
     ``fitted_on`` (another table's rows, e.g. the dev mixes'), one predictor fitted on those alone scores every mix:
-    the prior as the test set's refinement has it."""
+    the prior as the test set's refinement has it; a one-line error where it holds a mix of ``rows``."""
     candidates, ids = 1 + len(grid), list(rows)
     features = torch.tensor([rows[i]["features"] for i in ids])
     if fitted_on is not None:
+        if fitted_on.keys() & rows.keys():
+            raise SystemExit(f"error: --prior_table holds mixes this table scores (first: "
+                             f"{sorted(fitted_on.keys() & rows.keys())[0]}); give a table of other mixes")
         theirs = list(fitted_on.values())
         model = fit_predictor(torch.tensor([row["features"] for row in theirs]),
                               torch.stack([values(row, "reward", range(fit), candidates) for row in theirs]),
@@ -520,9 +523,6 @@ def main(argv: list[str] | None = None) -> None:
     rows = {i.id: table["mixes"][i.id] for i in items if i.id not in same}
     grid = module.grid_points()[: args.grid_points]
     candidates = 1 + len(grid)
-    if fitted_on is not None and fitted_on.keys() & rows.keys():
-        raise SystemExit(f"error: --prior_table {args.prior_table} holds mixes this table scores (first: "
-                         f"{sorted(fitted_on.keys() & rows.keys())[0]}); give a table of other mixes")
     priors = left_out_priors(rows, grid, module.start_values, 2, args.steps, fitted_on)
     weight = module.hparams.prior_weight
     source = "this mix left out" if fitted_on is None else f"fitted on {args.prior_table}"

@@ -153,6 +153,8 @@ def test_a_prior_fitted_on_another_table_is_the_test_refinement_s_prior():
         assert torch.allclose(priors, direct(torch.tensor([r["features"] for r in scored.values()])))
     flipped = {i: row([[0.0] * 4, [0.0] * 4, [-9.0] * 4], [[True] * 4] * 3, r["features"]) for i, r in scored.items()}
     assert torch.equal(priors, toy_reward.left_out_priors(flipped, GRID, START, fit=2, steps=50, fitted_on=dev))
+    with pytest.raises(SystemExit, match=r"^error: --prior_table holds mixes this table scores \(first: d1\)"):
+        toy_reward.left_out_priors({"d1": dev["d1"]}, GRID, START, fit=2, steps=50, fitted_on=dev)
 
 
 def test_a_prior_table_of_other_settings_is_refused_in_one_line(tmp_path):
