@@ -25,7 +25,8 @@ shipped Q + D), so forms differ in the mix's own reward alone. Forms:
 
 ``--prior_table`` fits the prior on another table's mixes instead (the dev mixes', as the test refinement's prior is
 fitted), for tables of mixes outside dev (``python -m richspace.toy.mixes --unasked``); ``--by_kind`` adds a column
-per kind of mix.
+per kind of mix. A table made with ``toy_reward.py --chains_on`` (chains sampled on their base's refined parameters)
+is read from its chains' own videos, so the forms compare on chains built on refined bases too.
 
 ``--denoise_temperature`` rebuilds D at another softmax temperature. Choose forms here, on dev; this script
 never touches the test mixes.
@@ -52,6 +53,7 @@ from richspace.objective import Query, parse_queries, query_reward  # noqa: E402
 from richspace.refinement import RefineModule, options_of  # noqa: E402
 from richspace.runs import atomic_write, read_input  # noqa: E402
 from richspace.sampler import Sampler  # noqa: E402
+from richspace.specs import load_specs  # noqa: E402
 from richspace.stats import bootstrap_difference, bootstrap_mean  # noqa: E402
 from richspace.toy.build import finished_build, trained_models  # noqa: E402
 
@@ -151,6 +153,12 @@ def read_videos(module: RefineModule, item, frames: dict[str, torch.Tensor]) -> 
     return out
 
 
+def chained_ids(settings: dict, experiments: str | Path) -> set[str]:
+    """The mixes that a table made with ``toy_reward.py --chains_on`` sampled on their base's refined parameters
+    (their videos in ``toy_reward.frames_file``'s own file); none for any other table."""
+    return {s.id for s in load_specs(experiments) if s.base} if settings.get("chains_on") else set()
+
+
 def load_readings(path: Path, settings: dict) -> dict:
     """The cached readings (mix -> video -> (judge, errors)); refused where made for another table or world."""
     if not path.exists():
@@ -216,9 +224,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: --table has mixes that --experiments lacks (first: {missing[0]})")
     readings_path = Path(args.readings)
     readings = load_readings(readings_path, {"table": table["settings"], "world": str(args.world)})
+    chained = chained_ids(table["settings"], args.experiments)
     for mix_id in table["mixes"]:
         if mix_id not in readings["mixes"]:
-            frames = toy_reward.load_frames(Path(args.frames) / f"{mix_id}.safetensors", cfg["sampler"])
+            frames = toy_reward.load_frames(toy_reward.frames_file(args.frames, mix_id, mix_id in chained),
+                                            cfg["sampler"])
             if not frames:
                 raise SystemExit(f"error: --frames {args.frames} has no videos of {mix_id}; give the table's --frames")
             readings["mixes"][mix_id] = read_videos(module, items[mix_id], frames)

@@ -210,6 +210,12 @@ def sample_candidates(module: RefineModule, item, noises: int, frames: dict[str,
     return {"kind": item.meta.get("kind"), "features": features, "thetas": [key(t) for t in thetas], "evals": evals}
 
 
+def frames_file(frames: str | Path, mix_id: str, on_refined_base: bool) -> Path:
+    """Where a mix's sampled videos are kept under ``--frames``: a chain sampled on its base's refined parameters
+    (``--chains_on``) has its own file beside the one sampled on the base's finder embedding."""
+    return Path(frames) / f"{mix_id}{'.on-refined-base' if on_refined_base else ''}.safetensors"
+
+
 def load_frames(path: Path, sampler: dict) -> dict[str, torch.Tensor]:
     """A mix's saved videos (``theta@seed`` -> frames); none yet where ``path`` is missing. Videos sampled with
     another ``sampler`` config (other weights or settings) are refused, not replaced (a one-line error)."""
@@ -504,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
         rendered.append(all(mix_score > score(module, item, e, new)[0] for e in ends))
         # 2. generated: every candidate on every noise (saved after each mix; a rerun continues)
         if item.id not in table["mixes"]:
-            path = Path(args.frames) / f"{item.id}{'.on-refined-base' if item.id in bases else ''}.safetensors"
+            path = frames_file(args.frames, item.id, item.id in bases)
             frames = load_frames(path, cfg["sampler"])
             known = len(frames)
             table["mixes"][item.id] = sample_candidates(module, item, args.noises, frames, bases.get(item.id))

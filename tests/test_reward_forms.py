@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from richspace.objective import Query, parse_queries, query_reward
 
@@ -136,3 +137,13 @@ def test_columns_split_by_the_guide_labels_and_by_kind():
     assert reward_forms.groups_of(rows, labels, by_kind=True) == {
         "guide fails": ["h1", "d1"], "guide works": ["h2"], "guide fails, hue": ["h1"],
         "guide fails, diagonal": ["d1"], "guide works, hue": ["h2"]}
+
+
+def test_a_chains_on_table_is_read_from_its_chains_own_videos(tmp_path):
+    dev = REPO / "configs" / "experiments" / "toy-dev.yaml"
+    chains = {m["id"] for m in yaml.safe_load(dev.read_text()) if "base" in m}  # read here, not by load_specs
+    assert chains and reward_forms.chained_ids({"chains_on": "refinement.json"}, dev) == chains
+    assert reward_forms.chained_ids({"chains_on": None}, dev) == set() == reward_forms.chained_ids({}, dev)
+    # the file toy_reward.py --chains_on samples a chain into, and the one it samples every other mix into
+    assert toy_reward.frames_file(tmp_path, "c", True) == tmp_path / "c.on-refined-base.safetensors"
+    assert toy_reward.frames_file(str(tmp_path), "m", False) == tmp_path / "m.safetensors"
