@@ -8,6 +8,9 @@
     python benchmarks/toy_reward.py --experiments runs/extra/toy-unasked-diagonal-up-right.yaml \
         --table runs/extra/up-right.json --frames runs/extra/frames \
         --prior_table runs/toy-reward/candidates.json   # the dev table above: the prior as at test (~20 min)
+    python -m richspace.toy.mixes --unasked chain --out runs/extra   # every chain no shipped set asks, then:
+    python benchmarks/toy_reward.py --experiments runs/extra/toy-unasked-chain.yaml --kinds chain \
+        --table runs/extra/chains.json --frames runs/extra/frames --prior_table runs/toy-reward/candidates.json
     python benchmarks/toy_reward.py --clip runs/toy-build-turn/clip --table runs/toy-reward/turn.json \
         --against runs/toy-reward/candidates.json      # another judge on the same videos, paired: about 3 minutes
     python benchmarks/toy_reward.py --chains_on runs/toy-mixing/dev/refine/refinement.json \
@@ -451,10 +454,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="a toy build (python -m richspace.toy.build --out BUILD) whose cogvideox/ samples and "
                              "whose clip/ judges, instead of the shipped ones; give its own --table and --frames")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--kinds", default=None, metavar="KIND,...",
+                        help="sample and score only these kinds of mix (e.g. chain: a chain's base still gives its A)")
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
     args = parser.parse_args(argv)
     if args.noises < 3:
         raise SystemExit("error: --noises must be at least 3: two to choose on, at least one to score")
+    kinds = None if args.kinds is None else set(args.kinds.split(","))
+    if kinds is not None:
+        known = {s.meta.get("kind") for s in load_specs(args.experiments)}
+        if kinds - known:
+            raise SystemExit(f"error: --kinds {args.kinds}: {args.experiments} has no mix of kind "
+                             f"{sorted(kinds - known)[0]!r} (its kinds: {', '.join(sorted(map(str, known)))})")
     # read before anything is sampled: a bad --against must not wait for the whole table
     theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None
     output_dir(args.frames, "--frames")
@@ -493,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.chains_on is not None:
         items, bases = on_refined_bases(items, args.experiments, args.chains_on, cfg["sampler"]["guidance_scale"],
                                         cfg["data"]["k"])
+    if kinds is not None:
+        items = [i for i in items if i.meta.get("kind") in kinds]
     items = items[: args.limit]
     if args.explain is not None:
         chosen = [i for i in items if i.id == args.explain]

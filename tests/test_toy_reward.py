@@ -271,3 +271,14 @@ def test_unreadable_inputs_are_one_line_before_anything_is_sampled(flag, tmp_pat
         toy_reward.main([part for pair in args.items() for part in pair])
     assert str(stop.value.code).startswith(f"error: {flag} {bad}")
     assert not table.exists() and not frames.exists() and bad.read_text() == "{not: [valid"
+
+
+def test_kinds_names_only_kinds_the_file_has(tmp_path):
+    """--kinds scores some kinds of a file's mixes (a chain's base still gives its A); a kind the file lacks is one
+    line, before anything is sampled or written."""
+    table, frames = tmp_path / "table.json", tmp_path / "f"
+    with pytest.raises(SystemExit) as stop:
+        toy_reward.main(["--kinds", "chain,chains", "--table", str(table), "--frames", str(frames)])
+    assert str(stop.value.code).startswith("error: --kinds chain,chains: ") and "'chains'" in str(stop.value.code)
+    assert "chain-base, diagonal, hue, seen, stripes" in str(stop.value.code)
+    assert not table.exists() and not frames.exists()

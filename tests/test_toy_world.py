@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from richspace.specs import load_specs, repeated
+from richspace.specs import load_specs, parse_specs, repeated
 from richspace.tiny import word_level_t5_tokenizer
 from richspace.toy import TEXT_LEN, mixes, world
 
@@ -281,3 +281,24 @@ def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path
     with pytest.raises(SystemExit) as info:
         mixes.main(["--out", str(tmp_path), "--unasked", "stripes", "--pair", "up-right"])
     assert info.value.code == 2 and "--pair goes with --unasked diagonal" in capsys.readouterr().err
+
+
+def test_unasked_chains_come_after_their_bases_and_ask_what_no_shipped_chain_asks():
+    """A chain asks its base's three prompts and its own B and guide; resolved here from the files themselves."""
+    experiments = REPO / "configs" / "experiments"
+    earlier = [yaml.safe_load((experiments / f"toy-{s}.yaml").read_text()) for s in ("dev", "test", "replication")]
+
+    def questions(entries):
+        by_id = {m["id"]: m for m in entries}
+        return [(by_id[m["base"]]["a"], by_id[m["base"]]["b"], by_id[m["base"]]["guide"], m["b"], m["guide"])
+                for m in entries if "base" in m]
+
+    asked = {q for entries in earlier for q in questions(entries)}
+    every, unasked = mixes.unasked("chain", []), mixes.unasked("chain", earlier)
+    assert len(questions(every)) == len(set(questions(every))) == len(mixes.NEIGHBOURS) * 2 * len(world.DIRECTIONS)
+    assert set(questions(unasked)) == set(questions(every)) - asked and asked & set(questions(every))
+    assert len(unasked) == 2 * len(questions(unasked))
+    for base, chain in zip(unasked[::2], unasked[1::2]):  # each chain right after its base, ids from 100
+        assert base["kind"] == "chain-base" and chain["kind"] == "chain" and chain["base"] == base["id"]
+        assert base["id"].endswith(chain["id"].rsplit("-", 1)[1]) and int(base["id"].rsplit("-", 1)[1]) >= 100
+    assert [s.id for s in parse_specs(unasked)] == [m["id"] for m in unasked]  # each base defined before its chain names it

@@ -33,8 +33,8 @@ Attributes are drawn with replacement, so a mix can repeat an earlier one's prom
 3 test mixes repeat test mixes, 1 repeats a dev mix). The files keep them, as drawn; the benchmarks score each
 distinct mix once (``richspace.specs.repeats``), and this command names them.
 
-``--unasked KIND`` writes, instead of a draw, every diagonal (or striped-triangle) mix that none of the shipped
-dev, test and replication files asks: more development mixes of the kind, to measure a chooser on where the few a
+``--unasked KIND`` writes, instead of a draw, every diagonal (or striped-triangle, or chain with its base) mix that
+none of the shipped dev, test and replication files asks: more development mixes of the kind, to measure a chooser on where the few a
 draw holds are too few (benchmarks/toy_reward.py with ``--prior_table``). Nothing from them is reported as test.
 """
 
@@ -147,9 +147,13 @@ def seen_mix(rng, n: int) -> dict:
 
 
 def chain_mixes(rng, n: int, pair: tuple[str, str]) -> list[dict]:
+    shape, direction = _pick(rng, ("square", "circle")), _pick(rng, world.DIRECTIONS)
+    return chains(n, pair, shape, direction)
+
+
+def chains(n: int, pair: tuple[str, str], shape: str, direction: str) -> list[dict]:
     """A plain hue base mix and the chain that adds stripes to its found embedding."""
     c1, c2 = pair
-    shape, direction = _pick(rng, ("square", "circle")), _pick(rng, world.DIRECTIONS)
     base = {"id": f"chain-base-{c1}-{c2}-{n}", "kind": "chain-base", "a": text(c1, "plain", shape, direction),
             "b": text(c2, "plain", shape, direction), "guide": text(world.MIX_COLOURS[pair], "plain", shape, direction),
             "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "plain", "direction": direction},
@@ -203,14 +207,24 @@ def replication(seed: int, earlier: list[list[dict]]) -> list[dict]:
 
 
 UNASKED_FROM = 100  # the first id number of unasked()'s mixes, clear of the generator's
-UNASKED = ("diagonal", "stripes")
+UNASKED = ("diagonal", "stripes", "chain")
 
 
 def unasked(kind: str, earlier: list[list[dict]], pair: tuple[str, str] | None = None) -> list[dict]:
     """Every mix of ``kind`` that asks what no mix of ``earlier`` (the dev, test and replication files) asks, ids
     numbered from 100: more development mixes of one kind, where the few of a draw cannot tell a chooser's losses
     from noise. stripes: colour x direction x B's shape (48 in all); diagonal: ``pair``'s (or every adjacent pair's)
-    colour x shape and pattern training shows (30 a pair)."""
+    colour x shape and pattern training shows (30 a pair); chain: neighbouring colour pair x shape x direction (48
+    in all), each chain after its base (kept, as the chain's A, where the base alone repeats an earlier mix)."""
+    if kind == "chain":
+        values = [(pair, shape, d) for pair in NEIGHBOURS for shape in ("square", "circle") for d in world.DIRECTIONS]
+        every = [chains(n, *v) for n, v in enumerate(values)]  # ids that no earlier mix has: -n is clear of them
+        for base, chain in every:
+            base["id"], chain["id"] = f"unasked-base-{base['id']}", f"unasked-{chain['id']}"
+            chain["base"] = base["id"]
+        same = repeats(*(parse_specs(e) for e in earlier), parse_specs([m for pair in every for m in pair]))
+        kept = [v for (_, chain), v in zip(every, values) if chain["id"] not in same]
+        return [m for n, v in enumerate(kept) for m in chains(UNASKED_FROM + n, *v)]
     if kind == "stripes":
         make, values = stripes, [(c, d, other) for c in world.COLOURS for d in world.DIRECTIONS
                                  for other in ("square", "circle")]
