@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
                              "whose clip/ judges, instead of the shipped ones; give its own --table and --frames")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--kinds", default=None, metavar="KIND,...",
-                        help="sample and score only these kinds of mix (e.g. chain: a chain's base still gives its A)")
+                        help="sample and score only these kinds of mix (chain: its base still gives its A)")
     parser.add_argument("--explain", default=None, metavar="MIX", help="one mix's candidates, the judge beside the pixels")
     args = parser.parse_args(argv)
     if args.noises < 3:

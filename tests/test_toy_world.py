@@ -301,4 +301,4 @@ def test_unasked_chains_come_after_their_bases_and_ask_what_no_shipped_chain_ask
     for base, chain in zip(unasked[::2], unasked[1::2]):  # each chain right after its base, ids from 100
         assert base["kind"] == "chain-base" and chain["kind"] == "chain" and chain["base"] == base["id"]
         assert base["id"].endswith(chain["id"].rsplit("-", 1)[1]) and int(base["id"].rsplit("-", 1)[1]) >= 100
-    assert [s.id for s in parse_specs(unasked)] == [m["id"] for m in unasked]  # each base defined before its chain names it
+    assert [s.id for s in parse_specs(unasked)] == [m["id"] for m in unasked]  # each base before its chain

@@ -34,8 +34,9 @@ Attributes are drawn with replacement, so a mix can repeat an earlier one's prom
 distinct mix once (``richspace.specs.repeats``), and this command names them.
 
 ``--unasked KIND`` writes, instead of a draw, every diagonal (or striped-triangle, or chain with its base) mix that
-none of the shipped dev, test and replication files asks: more development mixes of the kind, to measure a chooser on where the few a
-draw holds are too few (benchmarks/toy_reward.py with ``--prior_table``). Nothing from them is reported as test.
+none of the shipped dev, test and replication files asks: more development mixes of the kind, to measure a chooser
+on where the few a draw holds are too few (benchmarks/toy_reward.py with ``--prior_table``). Nothing from them is
+reported as test.
 """
 
 from __future__ import annotations
@@ -217,12 +218,13 @@ def unasked(kind: str, earlier: list[list[dict]], pair: tuple[str, str] | None =
     colour x shape and pattern training shows (30 a pair); chain: neighbouring colour pair x shape x direction (48
     in all), each chain after its base (kept, as the chain's A, where the base alone repeats an earlier mix)."""
     if kind == "chain":
-        values = [(pair, shape, d) for pair in NEIGHBOURS for shape in ("square", "circle") for d in world.DIRECTIONS]
-        every = [chains(n, *v) for n, v in enumerate(values)]  # ids that no earlier mix has: -n is clear of them
-        for base, chain in every:
+        values = [(colours, shape, d) for colours in NEIGHBOURS for shape in ("square", "circle")
+                  for d in world.DIRECTIONS]
+        every = [chains(n, *v) for n, v in enumerate(values)]
+        for base, chain in every:  # ids that no earlier mix has, for the comparison only
             base["id"], chain["id"] = f"unasked-base-{base['id']}", f"unasked-{chain['id']}"
             chain["base"] = base["id"]
-        same = repeats(*(parse_specs(e) for e in earlier), parse_specs([m for pair in every for m in pair]))
+        same = repeats(*(parse_specs(e) for e in earlier), parse_specs([m for two in every for m in two]))
         kept = [v for (_, chain), v in zip(every, values) if chain["id"] not in same]
         return [m for n, v in enumerate(kept) for m in chains(UNASKED_FROM + n, *v)]
     if kind == "stripes":
