@@ -45,7 +45,8 @@ configs/experiments/toy-test.yaml`` (with the test run's ``--labels`` and its ow
    pixels video by video (the AUROC of the reward against the verdicts over a mix's videos).
    Split by the measured "guide fails" labels of ``--labels`` (benchmarks/toy_mixing.py --split
    dev) when that file exists. ``--against TABLE`` adds the paired differences against another
-   table of the same videos (another ``--clip`` or reward), chooser by chooser.
+   table of the same videos (another ``--clip`` or reward), chooser by chooser; with ``--prior_table``,
+   ``--against_prior_table`` gives the dev table judged as TABLE was, so each side's prior is its own judge's.
 
 The sampled table is saved to ``--table`` after each mix; a rerun continues it and only analyses
 when it is complete, so ``--grid_points`` and the choosers cost no sampling. The videos go to
@@ -450,6 +451,9 @@ def main(argv: list[str] | None = None) -> None:
                              "has it, for mixes outside dev (python -m richspace.toy.mixes --unasked)")
     parser.add_argument("--against", default=None, metavar="TABLE",
                         help="another --table of the same videos (another judge or reward): paired differences")
+    parser.add_argument("--against_prior_table", default=None, metavar="TABLE",
+                        help="with --against and --prior_table: the dev table judged as the --against table was, "
+                             "on which its prior is fitted (each judge's prior from its own dev rewards)")
     parser.add_argument("--world", type=finished_build, default=None, metavar="BUILD",
                         help="a toy build (python -m richspace.toy.build --out BUILD) whose cogvideox/ samples and "
                              "whose clip/ judges, instead of the shipped ones; give its own --table and --frames")
@@ -468,6 +472,9 @@ def main(argv: list[str] | None = None) -> None:
                              f"{sorted(kinds - known)[0]!r} (its kinds: {', '.join(sorted(map(str, known)))})")
     # read before anything is sampled: a bad --against must not wait for the whole table
     theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None
+    if (args.against_prior_table is not None) != (args.against is not None and args.prior_table is not None):
+        raise SystemExit("error: --against with --prior_table needs --against_prior_table (the dev table judged as "
+                         "the --against table was), and --against_prior_table needs both")
     output_dir(args.frames, "--frames")
     if args.grid_points is not None and args.grid_points < 1:
         raise SystemExit("error: --grid_points must be at least 1 (or left out: the whole grid)")
@@ -496,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     fitted_on = prior_rows(args.prior_table, settings) if args.prior_table is not None else None
+    their_prior = None if args.against_prior_table is None else read_input(args.against_prior_table,
+                                                                           "--against_prior_table").get("mixes", {})
     module.load_models("cpu")
     new = module.weights
     items = [i for i in mix_items(cfg["sampler"], args.experiments, "runs/toy-reward", args.seed)
@@ -597,14 +606,16 @@ def main(argv: list[str] | None = None) -> None:
         print("| chooser | " + " | ".join(f"{g} (n = {len(m)})" for g, m in groups.items()) + " |")
         print("|---|" + "---|" * len(groups))
         print("\n".join(against(rows, theirs, mine, groups, grid, module.start_values, weight, args.noises,
-                                args.steps, source=args.against)))
+                                args.steps, source=args.against, fitted_on=their_prior)))
 
 
 def against(rows: dict, other: dict, mine: dict[str, list[float]], groups: dict[str, list[str]], grid: list[dict],
-            start: dict, weight: float, noises: int, steps: int, source: str = "TABLE") -> list[str]:
+            start: dict, weight: float, noises: int, steps: int, source: str = "TABLE",
+            fitted_on: dict | None = None) -> list[str]:
     """Markdown rows: ``mine`` (the reward alone, then with the prior; per mix, every split) minus the same choosers
     on ``other``, a table of the same videos judged otherwise (read from ``source``), paired per mix, per group;
-    ``noises`` and ``steps`` as the table was made."""
+    ``noises`` and ``steps`` as the table was made. ``other``'s prior is fitted as ``mine``'s was: on ``fitted_on``
+    (the dev table judged as ``other`` was) where given, else on ``other``'s mixes, each left out."""
     verdicts = lambda row: [[e["success"] for e in row["evals"][t]] for t in row["thetas"]]  # noqa: E731
     different = [i for i in rows if i not in other or other[i]["thetas"] != rows[i]["thetas"]
                  or verdicts(other[i]) != verdicts(rows[i])]
@@ -613,7 +624,7 @@ def against(rows: dict, other: dict, mine: dict[str, list[float]], groups: dict[
                          "give a table sampled with the same --config, --seed and --noises")
     other, candidates, ids = {i: other[i] for i in rows}, 1 + len(grid), list(rows)
     theirs = [rotated(other, candidates, 2, noises),
-              rotated(other, candidates, 2, noises, left_out_priors(other, grid, start, 2, steps), weight)]
+              rotated(other, candidates, 2, noises, left_out_priors(other, grid, start, 2, steps, fitted_on), weight)]
     out = []
     for (name, a), b in zip(mine.items(), theirs):
         cells = [str(bootstrap_difference([a[ids.index(i)] for i in m], [b[ids.index(i)] for i in m]))

@@ -124,6 +124,35 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     assert WEIGHTS != dest
 
 
+def test_generator_from_takes_another_builds_generator_and_trains_its_own_judge(tmp_path):
+    """generator_from: the VAE and denoiser are the source build's, byte for byte, marked reused; the judge is trained
+    here with this build's settings. A source with no trained pipeline is refused before anything is written."""
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    from richspace.toy.training import BuildConfig, build, reused_generator
+
+    config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, generated=4,
+                         generated_steps=2, clip_steps=2, clip_batch=8)
+    source = build(tmp_path / "source", config)
+    judged = build(tmp_path / "judged", replace(config, clip_words=1.0, clip_steps=3, generator_from=str(source)))
+    for part in ("cogvideox/transformer", "cogvideox/vae", "cogvideox/text_encoder"):
+        (fa,), (fb,) = (list((root / part).glob("*.safetensors")) for root in (source, judged))
+        a, b = load_file(fa), load_file(fb)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    for stage in ("vae", "denoiser"):
+        assert json.loads((judged / "stages" / f"{stage}.json").read_text())["reused"] == str(source)
+    assert not (judged / "logs" / "denoiser").exists()  # nothing trained there
+    (ca,), (cb,) = (list((root / "clip").glob("*.safetensors")) for root in (source, judged))
+    a, b = load_file(ca), load_file(cb)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # its own judge
+    CLIPModel.from_pretrained(judged / "clip")
+    assert reused_generator("toy") == WEIGHTS and reused_generator("") is None
+    with pytest.raises(ValueError, match="--generator_from .*no trained pipeline"):
+        build(tmp_path / "refused", replace(config, generator_from=str(tmp_path / "nothing")))
+    assert not (tmp_path / "refused").exists()
+
+
 def test_pair_seen_puts_striped_triangles_at_the_end_of_the_shipped_pool(tmp_path):
     """pair_seen: the pool's last N videos show the held-out pair, with their captions, read so by their pixels; the
     others are the shipped pool's first videos. A count the pool cannot hold is refused before anything is written."""

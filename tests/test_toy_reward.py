@@ -250,6 +250,34 @@ def test_against_pairs_choosers_over_the_same_videos_and_refuses_others():
                            START, 0.0, *made)
 
 
+def test_against_fits_the_other_judges_prior_on_its_own_dev_table():
+    """With --prior_table, the other judge's prior comes from the dev table judged as it was (fitted_on), not from its
+    own scored mixes left out: with the prior weighing most, the pick follows whichever table it was fitted on."""
+    shows = [[False] * 4, [False] * 4, [True] * 4]
+    mine = {m: row([[0.0] * 4, [0.0] * 4, [1.0] * 4], shows, [0.1 * j] * 8) for j, m in enumerate("abc")}
+    theirs = {m: row([[0.0] * 4, [1.0] * 4, [0.0] * 4], shows, [0.1 * j] * 8) for j, m in enumerate("abc")}
+    their_dev = {m: row([[0.0] * 4, [0.0] * 4, [1.0] * 4], shows, [0.1 * j] * 8) for j, m in enumerate("xyz")}
+    chosen = {"the reward alone": [1.0] * 3, "with the prior": [1.0] * 3}
+    lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 100.0, 4, 300,
+                               fitted_on=their_dev)
+    assert lines[0].startswith("| the reward alone | 100% [") and lines[1].startswith("| with the prior | 0% [")
+    lines = toy_reward.against(mine, theirs, chosen, {"all": list(mine)}, GRID, START, 100.0, 4, 300)
+    assert lines[1].startswith("| with the prior | 100% [")  # fitted on their own rewards: their candidate 1
+
+
+def test_against_with_a_prior_table_needs_the_other_judges_dev_table(tmp_path):
+    """--against and --prior_table without --against_prior_table (or it alone) is one line before anything is
+    sampled or written."""
+    table, frames = tmp_path / "table.json", tmp_path / "f"
+    given = tmp_path / "other.json"
+    given.write_text('{"mixes": {}}')
+    for extra in (["--against", str(given), "--prior_table", str(given)], ["--against_prior_table", str(given)]):
+        with pytest.raises(SystemExit) as stop:
+            toy_reward.main(["--table", str(table), "--frames", str(frames), *extra])
+        assert str(stop.value.code).startswith("error: --against with --prior_table needs --against_prior_table")
+    assert not table.exists() and not frames.exists()
+
+
 def test_world_must_be_a_finished_build(tmp_path, capsys):
     """--world: a directory without the build's trained models is refused before anything is sampled or written."""
     table = tmp_path / "table.json"

@@ -43,6 +43,10 @@ puts that many striped triangles, with their captions, at the pool's end instead
 model that can draw the mix and is not reached by its prompt; off by default (BENCHMARKS.md,
 "A world where the pair is rare").
 
+``generator_from`` takes a finished build's VAE and denoiser (or the shipped ones: 'toy') instead of training
+them, so a judge setting is compared against the shipped judge on the same generator's videos. The latents,
+generated, composed and clip stages run as usual; the manifest marks the two stages reused.
+
 The result is a CogVideoXPipeline directory and a CLIP directory, loaded by the same
 ``from_pretrained`` as real weights. ``python -m richspace.toy.build`` runs it.
 """
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -63,7 +68,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from richspace.video import to_uint8
-from richspace.toy import TEXT_LEN, evaluate, world
+from richspace.toy import TEXT_LEN, evaluate, toy_weights, world
 from richspace.videotext import frame_indices, tensor_features
 
 LATENT_CHANNELS = 4
@@ -102,6 +107,8 @@ class BuildConfig:
     #   with their captions: a judge whose world is wider than the generator's, as CLIP's is than CogVideoX's (0: none)
     pair_seen: int = 0  # pool videos of the held-out pair (striped triangles), with their captions, in place of as
     #   many training ones: the pair rare, not absent, for the generator and the judge alike (0: absent, as shipped)
+    generator_from: str = ""  # a finished build's directory, or 'toy' (the shipped weights), whose VAE and denoiser
+    #   this build takes instead of training its own: another judge for the same generator ('': train them)
     threads: int = 2
 
 
@@ -587,6 +594,18 @@ def _mark(out: Path, stage: str, seconds: float, **extra) -> None:
     (out / "stages" / f"{stage}.json").write_text(json.dumps({"seconds": round(seconds, 1), **extra}) + "\n")
 
 
+def reused_generator(generator_from: str) -> Path | None:
+    """The build directory whose cogvideox/ a ``generator_from`` build takes ('toy': the shipped weights; '': none);
+    a one-line ValueError where it holds no finished pipeline."""
+    if not generator_from:
+        return None
+    source = toy_weights() if generator_from == "toy" else Path(generator_from)
+    if not (source / "cogvideox" / "model_index.json").is_file():
+        raise ValueError(f"--generator_from {generator_from}: no trained pipeline in {source / 'cogvideox'}; "
+                         "give a finished build's directory or 'toy'")
+    return source
+
+
 def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     """Trains every stage into ``out`` (skipping finished ones); returns ``out`` holding cogvideox/ and clip/."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline
@@ -599,6 +618,7 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
         raise ValueError("--composed videos are read through the judge's words: give --clip_words > 0 too")
     if not 0 <= cfg.pair_seen < cfg.pool:
         raise ValueError(f"--pair_seen {cfg.pair_seen}: give a number of pool videos from 0 to {cfg.pool - 1}")
+    source = reused_generator(cfg.generator_from)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "build_config.json"
@@ -610,6 +630,14 @@ def build(out: str | Path, config: BuildConfig | None = None) -> Path:
     start = time.time()
     videos, captions, truth = training_pool(cfg)  # rendered again on a resume: cheaper than storing
     _mark(out, "pool", time.time() - start)
+
+    if source is not None and not _done(out, "denoiser"):  # the generator as trained there, stages marked reused
+        shutil.rmtree(out / "cogvideox", ignore_errors=True)
+        shutil.copytree(source / "cogvideox", out / "cogvideox")
+        shutil.rmtree(out / "stage-vae", ignore_errors=True)
+        shutil.copytree(source / "cogvideox" / "vae", out / "stage-vae")
+        for stage in ("vae", "denoiser"):
+            _mark(out, stage, 0.0, reused=str(source))
 
     if not _done(out, "vae"):
         start = time.time()
