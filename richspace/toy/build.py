@@ -4,7 +4,7 @@
     python -m richspace.toy.build --ship               # then copy the weights into richspace/toy/weights
     tensorboard --logdir runs/toy-build/logs           # the stages' losses
     python -m richspace.toy.build --out runs/toy-build-composed --generator_from toy --clip_words 1.0 --composed 1200
-                                                       # another judge for the shipped generator (about 20 minutes)
+                                                       # another judge for the shipped generator (12 minutes)
 
 A killed build started again with the same command resumes at the stage it was in. The
 same seed gives the same data and initialisation; CPU kernels may still differ in the last
