@@ -306,13 +306,14 @@ def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: 
     return torch.stack(out)
 
 
-def prior_rows(path: str, settings: dict) -> dict:
-    """The rows of ``--prior_table`` to fit the learned prior on; a one-line error where that table was sampled with
-    another config, fit seed or fewer noises than the scored one (its rewards would not be the same reward's)."""
-    theirs = read_input(Path(path), "--prior_table")
+def prior_rows(path: str, settings: dict, flag: str = "--prior_table") -> dict:
+    """The rows of the table ``flag`` names, to fit the learned prior on; a one-line error where that table was
+    sampled with another config, fit seed or fewer noises than the scored one, ``settings`` (its rewards would not
+    be the same reward's)."""
+    theirs = read_input(Path(path), flag)
     other = theirs.get("settings", {}) if isinstance(theirs, dict) else {}
     if any(other.get(k) != settings.get(k) for k in ("config", "seed", "noises", "world")) or not theirs.get("mixes"):
-        raise SystemExit(f"error: --prior_table {path} is not a table of the same config, seed, noises and world; "
+        raise SystemExit(f"error: {flag} {path} is not a table of the same config, seed, noises and world; "
                          "give a toy_reward.py table sampled as this one was (e.g. runs/toy-reward/candidates.json)")
     return theirs["mixes"]
 
@@ -471,7 +472,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: --kinds {args.kinds}: {args.experiments} has no mix of kind "
                              f"{sorted(kinds - known)[0]!r} (its kinds: {', '.join(sorted(map(str, known)))})")
     # read before anything is sampled: a bad --against must not wait for the whole table
-    theirs = read_input(args.against, "--against").get("mixes", {}) if args.against is not None else None
+    against_table = read_input(args.against, "--against") if args.against is not None else {}
+    theirs = against_table.get("mixes", {}) if args.against is not None else None
     if (args.against_prior_table is not None) != (args.against is not None and args.prior_table is not None):
         raise SystemExit("error: --against with --prior_table needs --against_prior_table (the dev table judged as "
                          "the --against table was), and --against_prior_table needs both")
@@ -503,8 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     if table["settings"] != settings and args.explain is None:  # --explain samples afresh: no table
         raise SystemExit(f"error: {table_path} was sampled with other settings; give another --table or delete it")
     fitted_on = prior_rows(args.prior_table, settings) if args.prior_table is not None else None
-    their_prior = None if args.against_prior_table is None else read_input(args.against_prior_table,
-                                                                           "--against_prior_table").get("mixes", {})
+    their_prior = None if args.against_prior_table is None else prior_rows(  # the --against table's own dev table
+        args.against_prior_table, against_table.get("settings", {}), "--against_prior_table")
     module.load_models("cpu")
     new = module.weights
     items = [i for i in mix_items(cfg["sampler"], args.experiments, "runs/toy-reward", args.seed)

@@ -165,6 +165,8 @@ def test_a_prior_table_of_other_settings_is_refused_in_one_line(tmp_path):
     for other in ({"seed": 101}, {"noises": 3}, {"config": {"grid": GRID[:1]}}, {"world": "runs/toy-world-rare"}):
         with pytest.raises(SystemExit, match=r"^error: --prior_table .* is not a table of the same config"):
             toy_reward.prior_rows(str(table), dict(settings, **other))
+    with pytest.raises(SystemExit, match=r"^error: --against_prior_table .* is not a table of the same config"):
+        toy_reward.prior_rows(str(table), dict(settings, seed=101), "--against_prior_table")  # the other judge's
 
 
 def test_losses_split_into_what_no_candidate_draws_and_what_the_pick_misses():
