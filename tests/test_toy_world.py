@@ -249,7 +249,7 @@ def test_the_replication_set_is_seed_1_less_every_question_seed_0_asks(tmp_path,
 
 
 def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path, capsys):
-    """`--unasked KIND` writes every stripes or diagonal mix that none of the shipped dev, test and replication
+    """`--unasked KIND` writes every hue, stripes or diagonal mix that none of the shipped dev, test and replication
     files asks, once each, ids from 100: counted here from the world's vocabulary, not through richspace.specs."""
     experiments = REPO / "configs" / "experiments"
     earlier = [yaml.safe_load((experiments / f"toy-{s}.yaml").read_text()) for s in ("dev", "test", "replication")]
@@ -270,8 +270,17 @@ def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path
     assert {question(m) for m in up_right} == {question(m) for m in every} - asked
     assert all(m["expect"]["direction_between"] == ["up", "right"] for m in up_right)
     assert all(q not in asked for q in map(question, mixes.unasked("diagonal", earlier)))
-    with pytest.raises(ValueError, match="unasked: kind 'hue'"):
-        mixes.unasked("hue", earlier)
+    every_hue = mixes.unasked("hue", [])  # neighbouring colours x shape and pattern trained on x direction
+    assert len(every_hue) == len(world.MIX_COLOURS) * 5 * len(world.DIRECTIONS) == 120
+    hues = mixes.unasked("hue", earlier)
+    assert {question(m) for m in hues} == {question(m) for m in every_hue} - asked
+    assert len(hues) == len({question(m) for m in hues}) < 120
+    for m in hues:  # A and B differ in the colour word alone, the guide names the colour between them
+        a, b, guide = (m[k].split() for k in ("a", "b", "guide"))
+        assert [w for w, v in zip(a, b) if w != v] == [a[1]] and a[2:] == guide[2:] and "striped triangle" not in m["a"]
+        assert guide[1] == world.MIX_COLOURS[(a[1], b[1])]
+    with pytest.raises(ValueError, match="unasked: kind 'seen'"):
+        mixes.unasked("seen", earlier)
 
     assert mixes.main(["--out", str(tmp_path), "--unasked", "diagonal", "--pair", "up-right"]) == 0
     written = tmp_path / "toy-unasked-diagonal-up-right.yaml"

@@ -33,7 +33,7 @@ Attributes are drawn with replacement, so a mix can repeat an earlier one's prom
 3 test mixes repeat test mixes, 1 repeats a dev mix). The files keep them, as drawn; the benchmarks score each
 distinct mix once (``richspace.specs.repeats``), and this command names them.
 
-``--unasked KIND`` writes, instead of a draw, every diagonal (or striped-triangle, or chain with its base) mix that
+``--unasked KIND`` writes, instead of a draw, every hue (or diagonal, striped-triangle, or chain with its base) mix that
 none of the shipped dev, test and replication files asks: more development mixes of the kind, to measure a chooser
 on where the few a draw holds are too few (benchmarks/toy_reward.py with ``--prior_table``). Nothing from them is
 reported as test.
@@ -94,9 +94,12 @@ def queries(colours, patterns, shapes, directions) -> list[dict]:
 
 
 def hue_mix(rng, n: int, pair: tuple[str, str]) -> dict:
-    c1, c2 = pair
     shape, pattern = _shape_pattern(rng)
-    direction = _pick(rng, world.DIRECTIONS)
+    return hue(n, pair, shape, pattern, _pick(rng, world.DIRECTIONS))
+
+
+def hue(n: int, pair: tuple[str, str], shape: str, pattern: str, direction: str) -> dict:
+    c1, c2 = pair
     return {"id": f"hue-{c1}-{c2}-{n}", "kind": "hue", "a": text(c1, pattern, shape, direction),
             "b": text(c2, pattern, shape, direction), "guide": text(world.MIX_COLOURS[pair], pattern, shape, direction),
             "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": pattern, "direction": direction},
@@ -208,16 +211,21 @@ def replication(seed: int, earlier: list[list[dict]]) -> list[dict]:
 
 
 UNASKED_FROM = 100  # the first id number of unasked()'s mixes, clear of the generator's
-UNASKED = ("diagonal", "stripes", "chain")
+UNASKED = ("hue", "diagonal", "stripes", "chain")
 
 
 def unasked(kind: str, earlier: list[list[dict]], pair: tuple[str, str] | None = None) -> list[dict]:
     """Every mix of ``kind`` that asks what no mix of ``earlier`` (the dev, test and replication files) asks, ids
     numbered from 100: more development mixes of one kind, where the few of a draw cannot tell a chooser's losses
-    from noise. stripes: colour x direction x B's shape (48 in all); diagonal: ``pair``'s (or every adjacent pair's)
+    from noise. hue: neighbouring colour pair x shape and pattern training shows x direction (120 in all); stripes:
+    colour x direction x B's shape (48 in all); diagonal: ``pair``'s (or every adjacent pair's)
     colour x shape and pattern training shows (30 a pair); chain: neighbouring colour pair x shape x direction (48
     in all), each chain after its base (kept, as the chain's A, where the base alone repeats an earlier mix)."""
-    if kind == "stripes":
+    if kind == "hue":
+        values = [(colours, s, pattern, d) for colours in NEIGHBOURS for s in world.SHAPES for pattern in world.PATTERNS
+                  if (s, pattern) not in world.HELD_OUT_PAIRS for d in world.DIRECTIONS]
+        make = lambda *v: [hue(*v)]  # noqa: E731
+    elif kind == "stripes":
         values = [(c, d, other) for c in world.COLOURS for d in world.DIRECTIONS for other in ("square", "circle")]
         make = lambda *v: [stripes(*v)]  # noqa: E731  (a group of one mix; a chain's group is its base and itself)
     elif kind == "diagonal":
