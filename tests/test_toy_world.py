@@ -271,7 +271,8 @@ def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path
     assert all(m["expect"]["direction_between"] == ["up", "right"] for m in up_right)
     assert all(q not in asked for q in map(question, mixes.unasked("diagonal", earlier)))
     every_hue = mixes.unasked("hue", [])  # neighbouring colours x shape and pattern trained on x direction
-    assert len(every_hue) == len(world.MIX_COLOURS) * 5 * len(world.DIRECTIONS) == 120
+    trained = len(world.SHAPES) * len(world.PATTERNS) - len(world.HELD_OUT_PAIRS)  # shape and pattern pairs: 5
+    assert len(every_hue) == len(world.MIX_COLOURS) * trained * len(world.DIRECTIONS) == 120
     hues = mixes.unasked("hue", earlier)
     assert {question(m) for m in hues} == {question(m) for m in every_hue} - asked
     assert len(hues) == len({question(m) for m in hues}) < 120
