@@ -266,12 +266,12 @@ def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path
 
     up_right = mixes.unasked("diagonal", earlier, ("up", "right"))
     every = mixes.unasked("diagonal", [], ("up", "right"))
-    assert len(every) == len(world.COLOURS) * (len(world.SHAPES) * len(world.PATTERNS) - len(world.HELD_OUT_PAIRS))
+    trained = len(world.SHAPES) * len(world.PATTERNS) - len(world.HELD_OUT_PAIRS)  # shape and pattern pairs: 5
+    assert len(every) == len(world.COLOURS) * trained
     assert {question(m) for m in up_right} == {question(m) for m in every} - asked
     assert all(m["expect"]["direction_between"] == ["up", "right"] for m in up_right)
     assert all(q not in asked for q in map(question, mixes.unasked("diagonal", earlier)))
     every_hue = mixes.unasked("hue", [])  # neighbouring colours x shape and pattern trained on x direction
-    trained = len(world.SHAPES) * len(world.PATTERNS) - len(world.HELD_OUT_PAIRS)  # shape and pattern pairs: 5
     assert len(every_hue) == len(world.MIX_COLOURS) * trained * len(world.DIRECTIONS) == 120
     hues = mixes.unasked("hue", earlier)
     assert {question(m) for m in hues} == {question(m) for m in every_hue} - asked

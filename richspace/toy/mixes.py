@@ -212,6 +212,8 @@ def replication(seed: int, earlier: list[list[dict]]) -> list[dict]:
 
 UNASKED_FROM = 100  # the first id number of unasked()'s mixes, clear of the generator's
 UNASKED = ("hue", "diagonal", "stripes", "chain")
+TRAINED_PAIRS = [(s, pattern) for s in world.SHAPES for pattern in world.PATTERNS  # shape and pattern training shows
+                 if (s, pattern) not in world.HELD_OUT_PAIRS]
 
 
 def unasked(kind: str, earlier: list[list[dict]], pair: tuple[str, str] | None = None) -> list[dict]:
@@ -222,15 +224,15 @@ def unasked(kind: str, earlier: list[list[dict]], pair: tuple[str, str] | None =
     colour x shape and pattern training shows (30 a pair); chain: neighbouring colour pair x shape x direction (48
     in all), each chain after its base (kept, as the chain's A, where the base alone repeats an earlier mix)."""
     if kind == "hue":
-        values = [(colours, s, pattern, d) for colours in NEIGHBOURS for s in world.SHAPES for pattern in world.PATTERNS
-                  if (s, pattern) not in world.HELD_OUT_PAIRS for d in world.DIRECTIONS]
+        values = [(colours, s, pattern, d) for colours in NEIGHBOURS for s, pattern in TRAINED_PAIRS
+                  for d in world.DIRECTIONS]
         make = lambda *v: [hue(*v)]  # noqa: E731
     elif kind == "stripes":
         values = [(c, d, other) for c in world.COLOURS for d in world.DIRECTIONS for other in ("square", "circle")]
         make = lambda *v: [stripes(*v)]  # noqa: E731  (a group of one mix; a chain's group is its base and itself)
     elif kind == "diagonal":
         values = [(p, c, s, pattern) for p in ([pair] if pair else ADJACENT) for c in world.COLOURS
-                  for s in world.SHAPES for pattern in world.PATTERNS if (s, pattern) not in world.HELD_OUT_PAIRS]
+                  for s, pattern in TRAINED_PAIRS]
         make = lambda *v: [diagonal(*v)]  # noqa: E731
     elif kind == "chain":
         values = [(colours, shape, d) for colours in NEIGHBOURS for shape in ("square", "circle")
