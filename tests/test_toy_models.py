@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from richspace.toy import WEIGHTS, evaluate, toy_weights, world
+from richspace.toy.training import BuildConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +96,7 @@ def test_build_is_reproducible_and_resumes(tmp_path):
     from transformers import CLIPModel
 
     from richspace.toy.build import ship
-    from richspace.toy.training import BuildConfig, build
+    from richspace.toy.training import build
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, clip_steps=2,
                          clip_batch=8, clip_turn=45.0, clip_words=1.0, composed=2,
@@ -130,7 +131,8 @@ def test_generator_from_takes_another_builds_generator_and_trains_its_own_judge(
     from safetensors.torch import load_file
     from transformers import CLIPModel
 
-    from richspace.toy.training import BuildConfig, build, reused_generator
+    from richspace.toy.build import manifest_of, ship
+    from richspace.toy.training import build, reused_generator
 
     config = BuildConfig(pool=40, vae_steps=2, vae_batch=4, denoiser_steps=2, denoiser_batch=8, generated=4,
                          generated_steps=2, clip_steps=2, clip_batch=8)
@@ -148,6 +150,10 @@ def test_generator_from_takes_another_builds_generator_and_trains_its_own_judge(
     assert any(not torch.equal(a[k], b[k]) for k in a)  # its own judge
     CLIPModel.from_pretrained(judged / "clip")
     assert reused_generator("toy") == WEIGHTS and reused_generator("") is None
+    ship(judged, tmp_path / "weights")  # the shipped manifest carries the source's, which trained the generator
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    assert manifest["generator"] == manifest_of(source) and "generator" not in manifest_of(source)
+    assert manifest["build_config"]["generator_from"] == str(source) and manifest["stages"]["denoiser"]["seconds"] == 0
     with pytest.raises(ValueError, match="--generator_from .*no trained pipeline"):
         build(tmp_path / "refused", replace(config, generator_from=str(tmp_path / "nothing")))
     assert not (tmp_path / "refused").exists()
@@ -156,7 +162,7 @@ def test_generator_from_takes_another_builds_generator_and_trains_its_own_judge(
 def test_pair_seen_puts_striped_triangles_at_the_end_of_the_shipped_pool(tmp_path):
     """pair_seen: the pool's last N videos show the held-out pair, with their captions, read so by their pixels; the
     others are the shipped pool's first videos. A count the pool cannot hold is refused before anything is written."""
-    from richspace.toy.training import BuildConfig, build, render_pool, training_pool
+    from richspace.toy.training import build, render_pool, training_pool
 
     shipped, shipped_captions, _ = render_pool(40, 0)
     videos, captions, truth = training_pool(BuildConfig(pool=40, pair_seen=5))
@@ -217,7 +223,7 @@ def test_composed_videos_are_labelled_by_their_pixels(tmp_path):
     video's word target is what its own pixels show, its direction split by its angle."""
     import lightning as L
 
-    from richspace.toy.training import (BuildConfig, CLIPModule, _loader, build, composed_pool, judge_words,
+    from richspace.toy.training import (CLIPModule, _loader, build, composed_pool, judge_words,
                                         render_pool)
 
     videos, targets = composed_pool(WEIGHTS / "cogvideox", replace(BuildConfig(), composed=3))

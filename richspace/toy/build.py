@@ -4,7 +4,9 @@
     python -m richspace.toy.build --ship               # then copy the weights into richspace/toy/weights
     tensorboard --logdir runs/toy-build/logs           # the stages' losses
     python -m richspace.toy.build --out runs/toy-build-composed --generator_from toy --clip_words 1.0 --composed 1200
-                                                       # another judge for the shipped generator (12 minutes)
+                                                       # another judge for the shipped generator (12 minutes);
+                                                       #   --ship with it ships the judge, and manifest.json then
+                                                       #   carries the generator's own manifest too
 
 A killed build started again with the same command resumes at the stage it was in. The
 same seed gives the same data and initialisation; CPU kernels may still differ in the last
@@ -21,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from richspace.runs import output_dir
-from richspace.toy.training import BuildConfig, build
+from richspace.toy.training import BuildConfig, build, reused_generator
 
 from richspace.toy import WEIGHTS
 MAX_BYTES = 16 * 2**20  # the package's budget for shipped weights
@@ -47,8 +49,26 @@ def finished_build(text: str) -> Path:
     return Path(text)
 
 
+def manifest_of(root: Path) -> dict:
+    """What made the models in ``root``: a shipped directory's manifest.json, or a build directory's config and
+    stages (``seconds``: the build's time, stage by stage). Where the build took its VAE and denoiser from another
+    (``generator_from``), that one's own manifest is under ``generator``, so shipped weights say how every part
+    was trained."""
+    if (root / "manifest.json").is_file():
+        return json.loads((root / "manifest.json").read_text())
+    config = json.loads((root / "build_config.json").read_text())
+    stages = {f.stem: json.loads(f.read_text()) for f in sorted((root / "stages").glob("*.json"))}
+    manifest = {"build_config": config, "stages": stages,
+                "seconds": round(sum(stage["seconds"] for stage in stages.values()), 1)}
+    source = reused_generator(config.get("generator_from", ""))
+    if source is not None:
+        manifest["generator"] = manifest_of(source)
+    return manifest
+
+
 def ship(out: Path, dest: Path = WEIGHTS) -> int:
-    """Copies out/cogvideox and out/clip (safetensors and configs) into dest; returns the bytes shipped."""
+    """Copies out/cogvideox and out/clip (safetensors and configs) into dest with the build's manifest; returns
+    the bytes shipped."""
     parts = trained_models(out)
     size = sum(f.stat().st_size for p in parts for f in p.rglob("*") if f.is_file())
     if size > MAX_BYTES:
@@ -57,11 +77,7 @@ def ship(out: Path, dest: Path = WEIGHTS) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     for p in parts:
         shutil.copytree(p, tmp / p.name)
-    stages = {f.stem: json.loads(f.read_text()) for f in sorted((out / "stages").glob("*.json"))}
-    total = round(sum(stage["seconds"] for stage in stages.values()), 1)  # the build's time, stage by stage
-    manifest = {"build_config": json.loads((out / "build_config.json").read_text()), "stages": stages,
-                "seconds": total}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (tmp / "manifest.json").write_text(json.dumps(manifest_of(out), indent=1) + "\n")  # before dest is replaced
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return size
