@@ -90,9 +90,11 @@ class MixPredictor(L.LightningModule):
         """(N, 8) features -> (N, 1 + candidates) scores (logits over the candidates)."""
         return self.net((x - self.x_mean) / self.x_std)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch  # y: standardised rewards; the target puts more weight where the reward is higher
-        loss = nn.functional.cross_entropy(self(x), torch.softmax(self.config["sharpness"] * y, dim=-1))
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x, y, w = batch  # y: standardised rewards (the target puts more weight where the reward is higher); w: per mix
+        per_mix = nn.functional.cross_entropy(self(x), torch.softmax(self.config["sharpness"] * y, dim=-1),
+                                              reduction="none")
+        loss = (per_mix * w).sum() / w.sum()
         self.log("learned/loss", loss, prog_bar=True)
         return loss
 
@@ -131,14 +133,19 @@ def with_prior(rewards: Tensor, prior: Tensor, weight: float) -> int:
 
 
 def fit_predictor(features: Tensor, rewards: Tensor, candidates: list[dict], start: dict, steps: int = 1000,
-                  seed: int = 0, **kwargs) -> MixPredictor:
-    """Fits a MixPredictor on (N, 8) features and (N, 1 + candidates) rewards, full batch, on the CPU."""
+                  seed: int = 0, weights: Tensor | None = None, **kwargs) -> MixPredictor:
+    """Fits a MixPredictor on (N, 8) features and (N, 1 + candidates) rewards, full batch, on the CPU; ``weights``
+    (N,), non-negative with a positive sum: each mix's weight in the loss (None: equal)."""
     from torch.utils.data import DataLoader, TensorDataset
 
+    weights = torch.ones(len(features)) if weights is None else weights.float()
+    if weights.shape != (len(features),) or bool((weights < 0).any()) or not float(weights.sum()) > 0:
+        raise ValueError(f"weights must be {len(features)} non-negative numbers with a positive sum, one per mix")
     L.seed_everything(seed, verbose=False)
     model = MixPredictor(candidates, start, **kwargs)
     model.standardise(features)
-    loader = DataLoader(TensorDataset(features, standardised(rewards)), batch_size=len(features), shuffle=False)
+    loader = DataLoader(TensorDataset(features, standardised(rewards), weights), batch_size=len(features),
+                        shuffle=False)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
     trainer.fit(model, loader)

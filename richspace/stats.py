@@ -6,7 +6,7 @@ agree, so intervals resample mixes (each mix's success rate over its seeds), not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,3 +45,26 @@ def bootstrap_difference(first: Sequence[float], second: Sequence[float], resamp
     if a.shape != b.shape:
         raise ValueError(f"paired rates need the same mixes; got {a.size} and {b.size}")
     return bootstrap_mean(a - b, resamples, seed, level)
+
+
+def stratified_mean(strata: Mapping[str, Sequence[float]], shares: Mapping[str, float], resamples: int = 10000,
+                    seed: int = 0, level: float = 0.95) -> Interval:
+    """A weighted mean of per-stratum means, each stratum weighing its ``shares`` entry (normalised over the strata
+    present), with a percentile bootstrap interval that resamples mixes within each stratum. More mixes of a kind
+    sharpen that kind's mean without changing how much the kind counts. A stratum without a share is an error."""
+    present = {k: np.asarray(v, dtype=float) for k, v in strata.items() if len(v)}
+    missing = sorted(set(present) - set(shares))
+    if missing:
+        raise ValueError(f"strata {missing} have no share; give one for each of {sorted(present)}")
+    if not present:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    total = sum(shares[k] for k in present)
+    rng = np.random.default_rng(seed)
+    point, draws = 0.0, np.zeros(resamples)
+    for k, x in present.items():
+        w = shares[k] / total
+        point += w * x.mean()
+        draws += w * x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Interval(float(point), float(low), float(high), int(sum(x.size for x in present.values())))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from richspace.metrics import VideoScorer, mean_table, mix_metrics
-from richspace.stats import bootstrap_difference, bootstrap_mean
+from richspace.stats import bootstrap_difference, bootstrap_mean, stratified_mean
 from richspace.videotext import frame_indices, load_video_text
 
 
@@ -181,3 +181,19 @@ def test_paired_difference_cancels_what_mixes_share():
     assert d.mean == pytest.approx(0.1) and d.low == pytest.approx(0.1) and d.high == pytest.approx(0.1)
     with pytest.raises(ValueError, match="same mixes"):
         bootstrap_difference([0.1, 0.2], [0.1])
+
+
+def test_stratified_mean_weighs_kinds_by_their_share_not_their_count():
+    rng = np.random.default_rng(3)
+    many, few = rng.integers(0, 4, size=300) / 3, rng.integers(0, 4, size=200) / 3  # 300 mixes of one kind, 200 of another
+    interval = stratified_mean({"hue": many, "chain": few}, {"hue": 1.0, "chain": 3.0, "stripes": 2.0}, resamples=20000)
+    point = 0.25 * many.mean() + 0.75 * few.mean()  # shares normalised over the kinds present, counts ignored
+    # an independent reference: the normal approximation of a stratified mean, sum of w^2 s^2 / n per stratum
+    half = 1.96 * np.sqrt(0.25 ** 2 * many.var(ddof=1) / many.size + 0.75 ** 2 * few.var(ddof=1) / few.size)
+    assert interval.mean == pytest.approx(point) and interval.mixes == 500
+    assert interval.low == pytest.approx(point - half, abs=0.01) and interval.high == pytest.approx(point + half, abs=0.01)
+    alone = stratified_mean({"hue": many}, {"hue": 5.0})
+    assert alone.mean == pytest.approx(many.mean()) and alone.low < alone.mean < alone.high
+    assert stratified_mean({"hue": [1.0, 1.0], "chain": [0.0]}, {"hue": 1, "chain": 1}).high == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="have no share"):
+        stratified_mean({"hue": [1.0], "seen": [0.0]}, {"hue": 1.0})

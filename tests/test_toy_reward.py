@@ -312,3 +312,56 @@ def test_kinds_names_only_kinds_the_file_has(tmp_path):
     assert str(stop.value.code).startswith("error: --kinds chain,chains: ") and "'chains'" in str(stop.value.code)
     assert "chain-base, diagonal, hue, seen, stripes" in str(stop.value.code)
     assert not table.exists() and not frames.exists()
+
+
+def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path):
+    """benchmarks/predictor_pool.py: a pool whose mixes show how features pick the candidate teaches the pooled
+    predictor what dev's two mixes cannot; each side is left one out; labels and weights are as documented."""
+    import predictor_pool
+
+    def mix(kind: str, x: float, best: int) -> dict:  # candidate `best` wins on every noise, the others never
+        rewards = [[1.0 if c == best else 0.0] * 4 for c in range(3)]
+        success = [[c == best] * 4 for c in range(3)]
+        return {**row(rewards, success, [x] + [0.0] * 7), "kind": kind}
+
+    settings = {"config": {"grid": GRID, "start": None}, "seed": 100, "noises": 4}
+    dev = {"d0": mix("hue", -1.0, 1), "d1": mix("chain", -0.2, 1)}  # dev alone: candidate 1 always
+    pool = {f"p{i}": mix("hue" if i % 2 else "chain", x, 1 if x < 0 else 2)  # the pool: x > 0 wants candidate 2
+            for i, x in enumerate([-2.0, -1.5, -0.5, 0.5, 1.5, 2.0, 2.5, 3.0])}
+    pool["q0"] = {**mix("stripes", 2.0, 2)}
+    (tmp_path / "dev.json").write_text(json.dumps({"settings": settings, "mixes": dev}))
+    (tmp_path / "pool.json").write_text(json.dumps({"settings": settings, "mixes": pool}))
+    labels = [{"id": i, "guide_label_rate": 0.0} for i in [*dev, *pool] if i != "q0"]
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+
+    settings_back, dev_rows, others = predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "pool.json"])
+    rows = {**dev_rows, **others}
+    fails = predictor_pool.guide_fails(rows, [tmp_path / "labels.json"])
+    assert fails["q0"] is True  # a stripes mix without a label fails by construction
+    shipped = torch.cat([toy_reward.left_out_priors(dev_rows, GRID, START, 2, 200),
+                         toy_reward.left_out_priors(others, GRID, START, 2, 200, fitted_on=dev_rows)])
+    pooled = predictor_pool.pooled_priors(rows, GRID, START, 200)
+    before = predictor_pool.rates(rows, shipped, 3, 4, 0.25)["learned"]
+    after = predictor_pool.rates(rows, pooled, 3, 4, 0.25)["learned"]
+    wants_two = [m for m, i in enumerate(rows) if rows[i]["features"][0] > 0 and i in others]
+    assert all(before[m] == 0.0 for m in wants_two)  # dev alone never picks candidate 2
+    assert sum(after[m] for m in wants_two) / len(wants_two) > 0.8  # the pool taught it
+    lines = predictor_pool.report(rows, fails, {"learned": before, "refined": before},
+                                  {"learned": after, "refined": after}, set(dev_rows))
+    assert any(line.startswith("| learned | fails (weighed") for line in lines)
+
+    weights = predictor_pool.cell_weights(list(rows), rows, set(dev_rows), fails)
+    by_cell: dict = {}
+    for i, w in zip(rows, weights.tolist()):
+        by_cell[(rows[i]["kind"], fails[i])] = by_cell.get((rows[i]["kind"], fails[i]), 0.0) + w
+    assert by_cell == pytest.approx({("hue", True): 1.0, ("chain", True): 1.0, ("stripes", True): 0.0})
+
+    (tmp_path / "some.json").write_text(json.dumps(labels[:1]))
+    with pytest.raises(SystemExit, match="no --labels entry"):
+        predictor_pool.guide_fails(rows, [tmp_path / "some.json"])
+    (tmp_path / "again.json").write_text(json.dumps({"settings": settings, "mixes": {"d0": dev["d0"]}}))
+    with pytest.raises(SystemExit, match="repeats mix d0"):
+        predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "again.json"])
+    (tmp_path / "other.json").write_text(json.dumps({"settings": {**settings, "seed": 0}, "mixes": pool}))
+    with pytest.raises(SystemExit, match="not a table of the same config"):
+        predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "other.json"])

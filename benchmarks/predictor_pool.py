@@ -1,0 +1,178 @@
+"""Would the predictor of mixing parameters pick better fitted on more development mixes? Read on dev-side mixes only.
+
+    python benchmarks/predictor_pool.py --pool runs/extra/hues.json runs/extra/chains.json \
+        runs/extra/stripes.json runs/extra/up-right.json runs/extra/diagonals-others.json \
+        --labels runs/toy-mixing/dev/toy_mixing.json runs/extra/hue-labels/toy_mixing.json \
+        runs/extra/diag-labels/toy_mixing.json [--weighted]        # about 7 minutes on 2 cores
+
+The predictor (richspace/learned.py) is both the `learned` method and refinement's prior. The benchmark fits it on
+dev's 41 mixes (``--dev``, a benchmarks/toy_reward.py table of them). ``--pool`` adds other toy_reward tables
+of development mixes, sampled with the same config, fit seed and noises (e.g. the ``--unasked`` mixes of
+``python -m richspace.toy.mixes``, which no shipped set asks). This script compares, mix by mix, the predictor
+fitted on dev alone (shipped) with the one fitted on the whole pool:
+
+- each is left one out within its own pool: a dev mix is scored by the dev predictor fitted on the other 40, and a
+  pool mix by the one fitted on all 41; the pooled predictor scores every mix fitted on all the others;
+- ``learned``: the predictor's pick, scored on every noise of the table (it sees none of the mix's);
+- ``refined``'s chooser: the reward on 2 noises and the prior (``learned.with_prior``, ``--prior_weight``), every
+  split (toy_reward's ``rotated``).
+
+Where the guide fails, the paired difference is weighed as dev's mixes where it fails ask each kind
+(``stats.stratified_mean``); chain bases count with hues, the same construction (neighbouring hues). Where the guide
+works, it is the plain mean. Labels come from ``--labels`` (toy_mixing.json files: the guide on label seeds 200 to
+202); an unlabelled chain or stripes mix counts as failing (its guide asks what training never shows), any other
+unlabelled mix is an error. ``--weighted`` weighs each pool mix in the fit so that every (kind, label) cell weighs
+in total what it has mixes in dev: the added mixes sharpen a cell without changing its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from richspace.learned import fit_predictor  # noqa: E402
+from richspace.runs import read_input  # noqa: E402
+from richspace.stats import Interval, bootstrap_mean, stratified_mean  # noqa: E402
+from toy_reward import left_out_priors, prior_rows, rotated, values  # noqa: E402
+
+ASSUMED_FAILING = ("chain", "stripes")  # kinds whose guide asks what training never shows
+
+
+def stratum(kind: str) -> str:
+    return "hue" if kind == "chain-base" else kind
+
+
+def load_pool(dev: Path, pool: list[Path]) -> tuple[dict, dict, dict]:
+    """(settings, dev's rows, the pool's other rows) of toy_reward tables; a one-line error where a pool table was
+    sampled otherwise than dev's or repeats a mix."""
+    table = read_input(dev, "--dev")
+    settings = {k: table.get("settings", {}).get(k) for k in ("config", "seed", "noises", "world")}
+    dev_rows, others = table["mixes"], {}
+    for path in pool:
+        rows = prior_rows(str(path), settings, "--pool")
+        twice = sorted(rows.keys() & (dev_rows.keys() | others.keys()))
+        if twice:
+            raise SystemExit(f"error: --pool {path} repeats mix {twice[0]}; give each mix once")
+        others.update(rows)
+    return settings, dev_rows, others
+
+
+def guide_fails(rows: dict, labels: list[Path]) -> dict[str, bool]:
+    """Per mix, whether the guide fails: measured (``labels``), or by construction for chain and stripes mixes."""
+    measured = {m["id"]: m["guide_label_rate"] < 0.5 for path in labels for m in read_input(path, "--labels")}
+    unknown = sorted(i for i, row in rows.items() if i not in measured and row["kind"] not in ASSUMED_FAILING)
+    if unknown:
+        raise SystemExit(f"error: no --labels entry for {len(unknown)} mixes (e.g. {unknown[0]}); label them with "
+                         "infer.py on seeds 200-202 (toy_mixing.py's step 2)")
+    return {i: measured.get(i, True) for i in rows}
+
+
+def cell_weights(ids: list[str], rows: dict, dev: set[str], fails: dict[str, bool]) -> torch.Tensor:
+    """(mixes,) fit weights: each (kind, label) cell weighs in total what it has mixes in ``dev``; a cell dev
+    lacks weighs nothing."""
+    cell = {i: (rows[i]["kind"], fails[i]) for i in ids}
+    in_dev, in_pool = Counter(cell[i] for i in ids if i in dev), Counter(cell.values())
+    return torch.tensor([in_dev[cell[i]] / in_pool[cell[i]] for i in ids])
+
+
+def pooled_priors(rows: dict, grid: list[dict], start: dict, steps: int,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(mixes, candidates) each mix's scores by the predictor fitted on every other mix of ``rows``."""
+    ids, candidates = list(rows), 1 + len(grid)
+    x = torch.tensor([rows[i]["features"] for i in ids])
+    y = torch.stack([values(rows[i], "reward", range(2), candidates) for i in ids])
+    out = []
+    for m in range(len(ids)):
+        keep = torch.arange(len(ids)) != m
+        model = fit_predictor(x[keep], y[keep], grid, start, steps, weights=None if weights is None else weights[keep])
+        with torch.no_grad():
+            out.append(model(x[m:m + 1])[0])
+    return torch.stack(out)
+
+
+def rates(rows: dict, priors: torch.Tensor, candidates: int, noises: int, prior_weight: float) -> dict[str, list]:
+    """Per method, per mix (``rows`` order): ``learned``'s pick scored on every noise, and ``refined``'s chooser's
+    (the reward on 2 noises and the prior) on every split."""
+    learned = [float(values(row, "success", range(noises), candidates)[int(p.argmax())])
+               for row, p in zip(rows.values(), priors)]
+    return {"learned": learned, "refined": rotated(rows, candidates, 2, noises, priors, prior_weight)}
+
+
+def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev: set[str]) -> list[str]:
+    """Markdown: per method and group, the paired difference (pooled - shipped), then each kind's rates."""
+    ids = list(rows)
+    shares = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev and fails[i])
+    lines = ["| method | where the guide | mixes | shipped | pooled | pooled - shipped, paired |", "|---|---|---|---|---|---|"]
+    kinds = ["| method | where the guide | kind | mixes | shipped | pooled |", "|---|---|---|---|---|---|"]
+    for method in ("learned", "refined"):
+        for failing in (True, False):
+            members = [m for m, i in enumerate(ids) if fails[i] == failing]
+            if not members:
+                continue
+            pairs = [(shipped[method][m], pooled[method][m]) for m in members]
+            if failing:  # each kind weighs its share of dev's mixes where the guide fails
+                strata = [stratum(rows[ids[m]]["kind"]) for m in members]
+
+                def summary(value) -> Interval:
+                    groups: dict[str, list[float]] = {}
+                    for k, pair in zip(strata, pairs):
+                        groups.setdefault(k, []).append(value(pair))
+                    return stratified_mean(groups, shares)
+                label = "fails (weighed as dev asks the kinds)"
+            else:
+                def summary(value) -> Interval:
+                    return bootstrap_mean([value(pair) for pair in pairs])
+                label = "works"
+            a, b, d = summary(lambda p: p[0]), summary(lambda p: p[1]), summary(lambda p: p[1] - p[0])
+            lines.append(f"| {method} | {label} | {len(members)} | {a.mean:.1%} | {b.mean:.1%} | {d.mean:+.1%} "
+                         f"[{d.low:+.1%}, {d.high:+.1%}] |")
+            for kind in sorted({rows[ids[m]]["kind"] for m in members}):
+                these = [m for m in members if rows[ids[m]]["kind"] == kind]
+                mean = (lambda v: sum(v[m] for m in these) / len(these))
+                kinds.append(f"| {method} | {'fails' if failing else 'works'} | {kind} | {len(these)} | "
+                             f"{mean(shipped[method]):.1%} | {mean(pooled[method]):.1%} |")
+    return lines + [""] + kinds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dev", type=Path, default=ROOT / "runs" / "toy-reward" / "candidates.json",
+                        help="toy_reward.py's table of dev's mixes (the shipped predictor's examples)")
+    parser.add_argument("--pool", type=Path, nargs="+", required=True, help="tables of more development mixes")
+    parser.add_argument("--labels", type=Path, nargs="+", required=True, help="toy_mixing.json files: the guide's labels")
+    parser.add_argument("--weighted", action="store_true", help="weigh the pool's mixes to dev's (kind, label) cells")
+    parser.add_argument("--prior_weight", type=float, default=0.25, help="as model.prior_weight")
+    parser.add_argument("--steps", type=int, default=1000)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    settings, dev_rows, others = load_pool(args.dev, args.pool)
+    rows = {**dev_rows, **others}
+    fails = guide_fails(rows, args.labels)
+    config = settings["config"]
+    grid, start, noises = config["grid"], config.get("start") or {}, settings["noises"]
+    candidates = 1 + len(grid)
+    shipped_priors = torch.cat([left_out_priors(dev_rows, grid, start, 2, args.steps),
+                                left_out_priors(others, grid, start, 2, args.steps, fitted_on=dev_rows)])
+    weights = cell_weights(list(rows), rows, set(dev_rows), fails) if args.weighted else None
+    pooled = pooled_priors(rows, grid, start, args.steps, weights)
+    shipped = rates(rows, shipped_priors, candidates, noises, args.prior_weight)
+    mine = rates(rows, pooled, candidates, noises, args.prior_weight)
+    print(f"{len(dev_rows)} dev mixes and {len(others)} more; {sum(fails.values())} where the guide fails; "
+          f"pooled fit {'weighed to dev cells' if args.weighted else 'unweighted'}\n")
+    print("\n".join(report(rows, fails, shipped, mine, set(dev_rows))))
+
+
+if __name__ == "__main__":
+    main()
