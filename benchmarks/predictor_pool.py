@@ -111,7 +111,8 @@ def rates(rows: dict, priors: torch.Tensor, candidates: int, noises: int, prior_
 def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev: set[str]) -> list[str]:
     """Markdown: per method and group, the paired difference (pooled - shipped), then each kind's rates."""
     ids = list(rows)
-    shares = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev and fails[i])
+    asked = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev and fails[i])
+    shares = {stratum(row["kind"]): asked[stratum(row["kind"])] for row in rows.values()}  # a kind dev lacks: 0
     lines = ["| method | where the guide | mixes | shipped | pooled | pooled - shipped, paired |", "|---|---|---|---|---|---|"]
     kinds = ["| method | where the guide | kind | mixes | shipped | pooled |", "|---|---|---|---|---|---|"]
     for method in ("learned", "refined"):

@@ -59,6 +59,8 @@ def stratified_mean(strata: Mapping[str, Sequence[float]], shares: Mapping[str, 
     if not present:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     total = sum(shares[k] for k in present)
+    if not total > 0:
+        raise ValueError(f"the strata present ({sorted(present)}) have no positive share")
     rng = np.random.default_rng(seed)
     point, draws = 0.0, np.zeros(resamples)
     for k, x in present.items():

@@ -113,6 +113,26 @@ def test_learned_from_a_search_refinement(tmp_path):
                          str(tmp_path / "q")]) == 2
 
 
+def test_per_mix_weights_decide_between_mixes_that_disagree():
+    """Two groups of mixes with the same features want different candidates; the heavier group wins, and equal
+    weights are the unweighted fit, bit for bit."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, len(FEATURES), generator=g).repeat(6, 1)
+    y = torch.zeros(6, 1 + len(CANDIDATES))
+    y[:3, 1], y[3:, 2] = 1.0, 1.0  # three mixes want candidate 1, three candidate 2
+    probe = x[:1]
+    for heavy, wanted in ((slice(0, 3), 1), (slice(3, 6), 2)):
+        weights = torch.full((6,), 0.1)
+        weights[heavy] = 1.0
+        with torch.no_grad():
+            assert int(fit_predictor(x, y, CANDIDATES, START, steps=300, weights=weights)(probe).argmax()) == wanted
+    plain, equal = (fit_predictor(x, y, CANDIDATES, START, steps=50, weights=w) for w in (None, torch.full((6,), 2.0)))
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), equal.state_dict().values()))
+    for bad in (torch.ones(5), torch.tensor([1.0, -1.0, 1.0, 1.0, 1.0, 1.0]), torch.zeros(6)):
+        with pytest.raises(ValueError, match="non-negative numbers with a positive sum"):
+            fit_predictor(x, y, CANDIDATES, START, steps=1, weights=bad)
+
+
 @pytest.mark.parametrize("case", ["no refinement", "out is a file", "out holds a predictor", "not json"])
 def test_fitting_errors_are_one_line_and_overwrite_nothing(case, tmp_path, capsys):
     from richspace.learned import main as learned_main

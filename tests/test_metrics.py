@@ -197,3 +197,6 @@ def test_stratified_mean_weighs_kinds_by_their_share_not_their_count():
     assert stratified_mean({"hue": [1.0, 1.0], "chain": [0.0]}, {"hue": 1, "chain": 1}).high == pytest.approx(0.5)
     with pytest.raises(ValueError, match="have no share"):
         stratified_mean({"hue": [1.0], "seen": [0.0]}, {"hue": 1.0})
+    assert stratified_mean({"hue": [1.0], "seen": [0.0]}, {"hue": 1.0, "seen": 0.0}).mean == 1.0  # a kind not asked
+    with pytest.raises(ValueError, match="no positive share"):
+        stratified_mean({"seen": [0.0]}, {"seen": 0.0})

@@ -348,7 +348,14 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path):
     assert sum(after[m] for m in wants_two) / len(wants_two) > 0.8  # the pool taught it
     lines = predictor_pool.report(rows, fails, {"learned": before, "refined": before},
                                   {"learned": after, "refined": after}, set(dev_rows))
-    assert any(line.startswith("| learned | fails (weighed") for line in lines)
+    weighed = next(line for line in lines if line.startswith("| learned | fails (weighed"))
+    # dev asks hues and chains where the guide fails, one each; the stripes mix is not asked: weight 0
+    strata = {"hue": [], "chain": []}
+    for m, i in enumerate(rows):
+        if rows[i]["kind"] in strata:
+            strata[rows[i]["kind"]].append(after[m])
+    expected = (sum(strata["hue"]) / len(strata["hue"]) + sum(strata["chain"]) / len(strata["chain"])) / 2
+    assert f"| {expected:.1%} |" in weighed, weighed
 
     weights = predictor_pool.cell_weights(list(rows), rows, set(dev_rows), fails)
     by_cell: dict = {}
