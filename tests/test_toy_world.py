@@ -291,6 +291,14 @@ def test_unasked_mixes_are_every_mix_of_a_kind_that_no_shipped_set_asks(tmp_path
     with pytest.raises(SystemExit) as info:
         mixes.main(["--out", str(tmp_path), "--unasked", "stripes", "--pair", "up-right"])
     assert info.value.code == 2 and "--pair goes with --unasked diagonal" in capsys.readouterr().err
+    assert mixes.main(["--out", str(tmp_path), "--unasked", "diagonal", "--pair", "up-left", "--every", "2"]) == 0
+    up_left = mixes.unasked("diagonal", earlier, ("up", "left"))
+    sampled = [s.id for s in load_specs(tmp_path / "toy-unasked-diagonal-up-left-every2.yaml")]
+    assert sampled == [m["id"] for m in up_left][::2] and len(sampled) == (len(up_left) + 1) // 2
+    for bad in (["--unasked", "chain", "--every", "2"], ["--every", "2"], ["--unasked", "hue", "--every", "0"]):
+        with pytest.raises(SystemExit) as info:
+            mixes.main(["--out", str(tmp_path), *bad])
+        assert info.value.code == 2 and "--every N (N >= 1) goes with --unasked" in capsys.readouterr().err
 
 
 def test_unasked_chains_come_after_their_bases_and_ask_what_no_shipped_chain_asks():

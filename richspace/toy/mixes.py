@@ -4,6 +4,7 @@
     python -m richspace.toy.mixes --check          # exits 1 if the shipped files differ from a fresh generation
     python -m richspace.toy.mixes --replication 1  # writes toy-replication.yaml: a second draw, for a second verdict
     python -m richspace.toy.mixes --unasked diagonal --pair up-right --out runs/extra   # more dev mixes of one kind
+    python -m richspace.toy.mixes --unasked diagonal --pair up-left --every 2 --out runs/extra   # every second one
 
 Five kinds of mix, each prompt in the world's six-word template so that A, B and the guide
 line up word by word (the guide of a diagonal adds "and <direction>"):
@@ -279,16 +280,22 @@ def main(argv: list[str] | None = None) -> int:
                              "dev, test and replication files asks (more development mixes)")
     parser.add_argument("--pair", choices=[f"{a}-{b}" for a, b in ADJACENT], default=None,
                         help="with --unasked diagonal: that pair of directions only")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="with --unasked (not chain): every N-th of those mixes, ids kept (a sample across the "
+                             "kind's colours and shapes, at 1/N of the sampling)")
     args = parser.parse_args(argv)
     out = output_dir(args.out, "--out")
     if args.pair is not None and args.unasked != "diagonal":
         parser.error("--pair goes with --unasked diagonal")
+    if args.every != 1 and (args.unasked in (None, "chain") or args.every < 1):
+        parser.error("--every N (N >= 1) goes with --unasked hue, diagonal or stripes (a chain needs its base)")
     if args.unasked is not None:
         shipped = [OUT / f"toy-{name}.yaml" for name in ("dev", "test", "replication")]
         earlier = [read_input(path, "the shipped set", yaml.safe_load) for path in shipped]
         pair = tuple(args.pair.split("-")) if args.pair else None
-        name = "-".join(["unasked", args.unasked] + ([args.pair] if args.pair else []))
-        split, seed = {name: unasked(args.unasked, earlier, pair)}, SEED
+        name = "-".join(["unasked", args.unasked] + ([args.pair] if args.pair else [])
+                        + ([f"every{args.every}"] if args.every > 1 else []))
+        split, seed = {name: unasked(args.unasked, earlier, pair)[::args.every]}, SEED
     elif args.replication is not None:
         if args.replication == SEED:
             parser.error(f"--replication needs a seed other than {SEED} (seed {SEED} draws dev and test)")
