@@ -108,6 +108,17 @@ def rates(rows: dict, priors: torch.Tensor, candidates: int, noises: int, prior_
     return {"learned": learned, "refined": rotated(rows, candidates, 2, noises, priors, prior_weight)}
 
 
+def summary(values: list[float], strata: list[str] | None, shares: dict[str, int]) -> Interval:
+    """The mean of per-mix ``values`` with its interval: weighed by ``shares`` over each mix's stratum, or plain
+    (``strata`` None)."""
+    if strata is None:
+        return bootstrap_mean(values)
+    groups: dict[str, list[float]] = {}
+    for k, v in zip(strata, values):
+        groups.setdefault(k, []).append(v)
+    return stratified_mean(groups, shares)
+
+
 def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev: set[str]) -> list[str]:
     """Markdown: per method and group, the paired difference (pooled - shipped), then each kind's rates."""
     ids = list(rows)
@@ -120,21 +131,10 @@ def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev:
             members = [m for m, i in enumerate(ids) if fails[i] == failing]
             if not members:
                 continue
-            pairs = [(shipped[method][m], pooled[method][m]) for m in members]
-            if failing:  # each kind weighs its share of dev's mixes where the guide fails
-                strata = [stratum(rows[ids[m]]["kind"]) for m in members]
-
-                def summary(value) -> Interval:
-                    groups: dict[str, list[float]] = {}
-                    for k, pair in zip(strata, pairs):
-                        groups.setdefault(k, []).append(value(pair))
-                    return stratified_mean(groups, shares)
-                label = "fails (weighed as dev asks the kinds)"
-            else:
-                def summary(value) -> Interval:
-                    return bootstrap_mean([value(pair) for pair in pairs])
-                label = "works"
-            a, b, d = summary(lambda p: p[0]), summary(lambda p: p[1]), summary(lambda p: p[1] - p[0])
+            before, after = [shipped[method][m] for m in members], [pooled[method][m] for m in members]
+            strata = [stratum(rows[ids[m]]["kind"]) for m in members] if failing else None
+            a, b, d = (summary(v, strata, shares) for v in (before, after, [y - x for x, y in zip(before, after)]))
+            label = "fails (weighed as dev asks the kinds)" if failing else "works"
             lines.append(f"| {method} | {label} | {len(members)} | {a.mean:.1%} | {b.mean:.1%} | {d.mean:+.1%} "
                          f"[{d.low:+.1%}, {d.high:+.1%}] |")
             for kind in sorted({rows[ids[m]]["kind"] for m in members}):
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weighted", action="store_true", help="weigh the pool's mixes to dev's (kind, label) cells")
     parser.add_argument("--prior_weight", type=float, default=0.25, help="as model.prior_weight")
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--shipped_points", type=int, default=None, metavar="N",
+                        help="the shipped side chooses among the grid's first N points only (the tables' grid "
+                             "extends the shipped one: more candidates and the pooled fit, against the shipped)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -164,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     config = settings["config"]
     grid, start, noises = config["grid"], config.get("start") or {}, settings["noises"]
     candidates = 1 + len(grid)
-    shipped_priors = torch.cat([left_out_priors(dev_rows, grid, start, 2, args.steps),
-                                left_out_priors(others, grid, start, 2, args.steps, fitted_on=dev_rows)])
+    points = len(grid) if args.shipped_points is None else args.shipped_points
+    if not 0 <= points <= len(grid):
+        raise SystemExit(f"error: --shipped_points {points}: the tables' grid has {len(grid)} points")
+    shipped_priors = torch.cat([left_out_priors(dev_rows, grid[:points], start, 2, args.steps),
+                                left_out_priors(others, grid[:points], start, 2, args.steps, fitted_on=dev_rows)])
     weights = cell_weights(list(rows), rows, set(dev_rows), fails) if args.weighted else None
     pooled = pooled_priors(rows, grid, start, args.steps, weights)
-    shipped = rates(rows, shipped_priors, candidates, noises, args.prior_weight)
+    shipped = rates(rows, shipped_priors, 1 + points, noises, args.prior_weight)
     mine = rates(rows, pooled, candidates, noises, args.prior_weight)
     print(f"{len(dev_rows)} dev mixes and {len(others)} more; {sum(fails.values())} where the guide fails; "
           f"pooled fit {'weighed to dev cells' if args.weighted else 'unweighted'}\n")

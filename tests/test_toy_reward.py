@@ -314,7 +314,7 @@ def test_kinds_names_only_kinds_the_file_has(tmp_path):
     assert not table.exists() and not frames.exists()
 
 
-def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path):
+def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys):
     """benchmarks/predictor_pool.py: a pool whose mixes show how features pick the candidate teaches the pooled
     predictor what dev's two mixes cannot; each side is left one out; labels and weights are as documented."""
     import predictor_pool
@@ -362,6 +362,15 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path):
     for i, w in zip(rows, weights.tolist()):
         by_cell[(rows[i]["kind"], fails[i])] = by_cell.get((rows[i]["kind"], fails[i]), 0.0) + w
     assert by_cell == pytest.approx({("hue", True): 1.0, ("chain", True): 1.0, ("stripes", True): 0.0})
+
+    # the command: the shipped side may choose among a prefix of the tables' grid (a grid the pool extends)
+    files = ["--dev", str(tmp_path / "dev.json"), "--pool", str(tmp_path / "pool.json"), "--labels",
+             str(tmp_path / "labels.json"), "--steps", "20"]
+    predictor_pool.main([*files, "--shipped_points", "1"])
+    printed = capsys.readouterr().out
+    assert "2 dev mixes and 9 more; 11 where the guide fails" in printed and "| learned | fails (weighed" in printed
+    with pytest.raises(SystemExit, match="--shipped_points 3: the tables' grid has 2 points"):
+        predictor_pool.main([*files, "--shipped_points", "3"])
 
     (tmp_path / "some.json").write_text(json.dumps(labels[:1]))
     with pytest.raises(SystemExit, match="no --labels entry"):
