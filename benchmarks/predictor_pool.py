@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from richspace.learned import fit_predictor  # noqa: E402
 from richspace.runs import read_input  # noqa: E402
 from richspace.stats import Interval, bootstrap_mean, stratified_mean  # noqa: E402
 from toy_reward import left_out_priors, prior_rows, rotated, values  # noqa: E402
@@ -85,19 +84,11 @@ def cell_weights(ids: list[str], rows: dict, dev: set[str], fails: dict[str, boo
     return torch.tensor([in_dev[cell[i]] / in_pool[cell[i]] for i in ids])
 
 
-def pooled_priors(rows: dict, grid: list[dict], start: dict, steps: int,
-                  weights: torch.Tensor | None = None) -> torch.Tensor:
-    """(mixes, candidates) each mix's scores by the predictor fitted on every other mix of ``rows``."""
-    ids, candidates = list(rows), 1 + len(grid)
-    x = torch.tensor([rows[i]["features"] for i in ids])
-    y = torch.stack([values(rows[i], "reward", range(2), candidates) for i in ids])
-    out = []
-    for m in range(len(ids)):
-        keep = torch.arange(len(ids)) != m
-        model = fit_predictor(x[keep], y[keep], grid, start, steps, weights=None if weights is None else weights[keep])
-        with torch.no_grad():
-            out.append(model(x[m:m + 1])[0])
-    return torch.stack(out)
+def shipped_priors(dev_rows: dict, others: dict, grid: list[dict], start: dict, steps: int) -> torch.Tensor:
+    """(mixes, candidates) in dev's then the others' order: a dev mix scored by the predictor fitted on the rest of
+    dev, any other mix by the one fitted on all of dev (the prior as test refinement has it)."""
+    return torch.cat([left_out_priors(dev_rows, grid, start, 2, steps),
+                      left_out_priors(others, grid, start, 2, steps, fitted_on=dev_rows)])
 
 
 def rates(rows: dict, priors: torch.Tensor, candidates: int, noises: int, prior_weight: float) -> dict[str, list]:
@@ -170,11 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     points = len(grid) if args.shipped_points is None else args.shipped_points
     if not 0 <= points <= len(grid):
         raise SystemExit(f"error: --shipped_points {points}: the tables' grid has {len(grid)} points")
-    shipped_priors = torch.cat([left_out_priors(dev_rows, grid[:points], start, 2, args.steps),
-                                left_out_priors(others, grid[:points], start, 2, args.steps, fitted_on=dev_rows)])
     weights = cell_weights(list(rows), rows, set(dev_rows), fails) if args.weighted else None
-    pooled = pooled_priors(rows, grid, start, args.steps, weights)
-    shipped = rates(rows, shipped_priors, 1 + points, noises, args.prior_weight)
+    pooled = left_out_priors(rows, grid, start, 2, args.steps, weights=weights)  # every other mix of the pool
+    shipped = rates(rows, shipped_priors(dev_rows, others, grid[:points], start, args.steps), 1 + points, noises,
+                    args.prior_weight)
     mine = rates(rows, pooled, candidates, noises, args.prior_weight)
     print(f"{len(dev_rows)} dev mixes and {len(others)} more; {sum(fails.values())} where the guide fails; "
           f"pooled fit {'weighed to dev cells' if args.weighted else 'unweighted'}\n")

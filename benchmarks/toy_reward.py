@@ -279,13 +279,16 @@ def values(row: dict, field: str, noises, candidates: int) -> torch.Tensor:
 
 
 def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: int,
-                    fitted_on: dict | None = None) -> torch.Tensor:
+                    fitted_on: dict | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(mixes, candidates) per mix, the scores of the predictor (richspace.learned) fitted on the other mixes' rewards
     over the ``fit`` noises: what ``python -m richspace.learned`` would give it, had it not seen the mix. With
     ``fitted_on`` (another table's rows, e.g. the dev mixes'), one predictor fitted on those alone scores every mix:
-    the prior as the test set's refinement has it; a one-line error where it holds a mix of ``rows``."""
+    the prior as the test set's refinement has it; a one-line error where it holds a mix of ``rows``. ``weights``
+    (one per mix of ``rows``, without ``fitted_on``): each mix's weight in the fits it is part of."""
     candidates, ids = 1 + len(grid), list(rows)
     features = torch.tensor([rows[i]["features"] for i in ids])
+    if fitted_on is not None and weights is not None:
+        raise ValueError("left_out_priors: weights are the scored rows' own; give them without fitted_on")
     if fitted_on is not None:
         if fitted_on.keys() & rows.keys():
             raise SystemExit(f"error: --prior_table holds mixes this table scores (first: "
@@ -300,7 +303,8 @@ def left_out_priors(rows: dict, grid: list[dict], start: dict, fit: int, steps: 
     out = []
     for m in range(len(ids)):
         keep = torch.arange(len(ids)) != m
-        model = fit_predictor(features[keep], rewards[keep], grid, start, steps)
+        model = fit_predictor(features[keep], rewards[keep], grid, start, steps,
+                              weights=None if weights is None else weights[keep])
         with torch.no_grad():
             out.append(model(features[m:m + 1])[0])
     return torch.stack(out)

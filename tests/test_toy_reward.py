@@ -328,7 +328,7 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
     dev = {"d0": mix("hue", -1.0, 1), "d1": mix("chain", -0.2, 1)}  # dev alone: candidate 1 always
     pool = {f"p{i}": mix("hue" if i % 2 else "chain", x, 1 if x < 0 else 2)  # the pool: x > 0 wants candidate 2
             for i, x in enumerate([-2.0, -1.5, -0.5, 0.5, 1.5, 2.0, 2.5, 3.0])}
-    pool["q0"] = {**mix("stripes", 2.0, 2)}
+    pool["q0"] = mix("stripes", 2.0, 2)
     (tmp_path / "dev.json").write_text(json.dumps({"settings": settings, "mixes": dev}))
     (tmp_path / "pool.json").write_text(json.dumps({"settings": settings, "mixes": pool}))
     labels = [{"id": i, "guide_label_rate": 0.0} for i in [*dev, *pool] if i != "q0"]
@@ -338,9 +338,8 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
     rows = {**dev_rows, **others}
     fails = predictor_pool.guide_fails(rows, [tmp_path / "labels.json"])
     assert fails["q0"] is True  # a stripes mix without a label fails by construction
-    shipped = torch.cat([toy_reward.left_out_priors(dev_rows, GRID, START, 2, 200),
-                         toy_reward.left_out_priors(others, GRID, START, 2, 200, fitted_on=dev_rows)])
-    pooled = predictor_pool.pooled_priors(rows, GRID, START, 200)
+    shipped = predictor_pool.shipped_priors(dev_rows, others, GRID, START, 200)
+    pooled = toy_reward.left_out_priors(rows, GRID, START, 2, 200)
     before = predictor_pool.rates(rows, shipped, 3, 4, 0.25)["learned"]
     after = predictor_pool.rates(rows, pooled, 3, 4, 0.25)["learned"]
     wants_two = [m for m, i in enumerate(rows) if rows[i]["features"][0] > 0 and i in others]
@@ -369,6 +368,8 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
     predictor_pool.main([*files, "--shipped_points", "1"])
     printed = capsys.readouterr().out
     assert "2 dev mixes and 9 more; 11 where the guide fails" in printed and "| learned | fails (weighed" in printed
+    predictor_pool.main([*files, "--weighted"])
+    assert "pooled fit weighed to dev cells" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--shipped_points 3: the tables' grid has 2 points"):
         predictor_pool.main([*files, "--shipped_points", "3"])
 
