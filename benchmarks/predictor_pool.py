@@ -22,7 +22,9 @@ Where the guide fails, the paired difference is weighed as dev's mixes where it 
 works, it is the plain mean. Labels come from ``--labels`` (toy_mixing.json files: the guide on label seeds 200 to
 202); an unlabelled chain or stripes mix counts as failing (its guide asks what training never shows), any other
 unlabelled mix is an error. ``--weighted`` weighs each pool mix in the fit so that every (kind, label) cell weighs
-in total what it has mixes in dev: the added mixes sharpen a cell without changing its share.
+in total what it has mixes in dev: the added mixes sharpen a cell without changing its share. ``--held_out`` tables are read on both sides
+but fitted on by neither: the pooled predictor scores their mixes fitted on dev and ``--pool`` (e.g. a kind whose
+reward is known to mislead, left out of the fit and still read).
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ def shipped_priors(dev_rows: dict, others: dict, grid: list[dict], start: dict, 
                       left_out_priors(others, grid, start, 2, steps, fitted_on=dev_rows)])
 
 
+def pooled_priors(fit_rows: dict, held: dict, grid: list[dict], start: dict, steps: int,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(mixes, candidates) in ``fit_rows``' then ``held``'s order: a mix of the fit scored by the predictor fitted on
+    the fit's other mixes (``weights``, one per fit mix, their weights), a held mix by the one fitted on the whole
+    fit; no held mix's rewards reach any fit."""
+    pooled = left_out_priors(fit_rows, grid, start, 2, steps, weights=weights)
+    if not held:
+        return pooled
+    return torch.cat([pooled, left_out_priors(held, grid, start, 2, steps, fitted_on=fit_rows)])
+
+
 def rates(rows: dict, priors: torch.Tensor, candidates: int, noises: int, prior_weight: float) -> dict[str, list]:
     """Per method, per mix (``rows`` order): ``learned``'s pick scored on every noise, and ``refined``'s chooser's
     (the reward on 2 noises and the prior) on every split."""
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dev", type=Path, default=ROOT / "runs" / "toy-reward" / "candidates.json",
                         help="toy_reward.py's table of dev's mixes (the shipped predictor's examples)")
     parser.add_argument("--pool", type=Path, nargs="+", required=True, help="tables of more development mixes")
+    parser.add_argument("--held_out", type=Path, nargs="+", default=[],
+                        help="tables of more development mixes read on both sides but fitted on by neither: the "
+                             "pooled predictor scores them fitted on dev and --pool")
     parser.add_argument("--labels", type=Path, nargs="+", required=True, help="toy_mixing.json files: the guide's labels")
     parser.add_argument("--weighted", action="store_true", help="weigh the pool's mixes to dev's (kind, label) cells")
     parser.add_argument("--prior_weight", type=float, default=0.25, help="as model.prior_weight")
@@ -152,8 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    settings, dev_rows, others = load_pool(args.dev, args.pool)
-    rows = {**dev_rows, **others}
+    settings, dev_rows, others = load_pool(args.dev, args.pool + args.held_out)
+    held_ids = {i for path in args.held_out for i in prior_rows(str(path), settings, "--held_out")}
+    held = {i: others.pop(i) for i in list(others) if i in held_ids}  # read only: the pooled fit leaves them out
+    fit_rows = {**dev_rows, **others}
+    rows = {**fit_rows, **held}
     fails = guide_fails(rows, args.labels)
     config = settings["config"]
     grid, start, noises = config["grid"], config.get("start") or {}, settings["noises"]
@@ -161,12 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     points = len(grid) if args.shipped_points is None else args.shipped_points
     if not 0 <= points <= len(grid):
         raise SystemExit(f"error: --shipped_points {points}: the tables' grid has {len(grid)} points")
-    weights = cell_weights(list(rows), rows, set(dev_rows), fails) if args.weighted else None
-    pooled = left_out_priors(rows, grid, start, 2, args.steps, weights=weights)  # every other mix of the pool
-    shipped = rates(rows, shipped_priors(dev_rows, others, grid[:points], start, args.steps), 1 + points, noises,
-                    args.prior_weight)
+    weights = cell_weights(list(fit_rows), fit_rows, set(dev_rows), fails) if args.weighted else None
+    pooled = pooled_priors(fit_rows, held, grid, start, args.steps, weights)
+    shipped = rates(rows, shipped_priors(dev_rows, {**others, **held}, grid[:points], start, args.steps),
+                    1 + points, noises, args.prior_weight)
     mine = rates(rows, pooled, candidates, noises, args.prior_weight)
-    print(f"{len(dev_rows)} dev mixes and {len(others)} more; {sum(fails.values())} where the guide fails; "
+    print(f"{len(dev_rows)} dev mixes and {len(others)} more fitted on, {len(held)} read only; "
+          f"{sum(fails.values())} where the guide fails; "
           f"pooled fit {'weighed to dev cells' if args.weighted else 'unweighted'}\n")
     print("\n".join(report(rows, fails, shipped, mine, set(dev_rows))))
 

@@ -367,11 +367,25 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
              str(tmp_path / "labels.json"), "--steps", "20"]
     predictor_pool.main([*files, "--shipped_points", "1"])
     printed = capsys.readouterr().out
-    assert "2 dev mixes and 9 more; 11 where the guide fails" in printed and "| learned | fails (weighed" in printed
+    assert "2 dev mixes and 9 more fitted on, 0 read only; 11 where the guide fails" in printed
+    assert "| learned | fails (weighed" in printed
     predictor_pool.main([*files, "--weighted"])
     assert "pooled fit weighed to dev cells" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--shipped_points 3: the tables' grid has 2 points"):
         predictor_pool.main([*files, "--shipped_points", "3"])
+
+    # --held_out: the stripes mix read but fitted on by neither side; its rewards reach no fit
+    held = {"q0": others.pop("q0")}
+    fit_rows = {**dev_rows, **others}
+    priors = predictor_pool.pooled_priors(fit_rows, held, GRID, START, 200)
+    assert int(priors[-1].argmax()) == 2  # x = 2: the pool's mixes taught candidate 2
+    flipped = {"q0": {**held["q0"], "evals": {theta: [{**e, "reward": -e["reward"]} for e in evals]
+                                              for theta, evals in held["q0"]["evals"].items()}}}
+    assert torch.equal(predictor_pool.pooled_priors(fit_rows, flipped, GRID, START, 200), priors)
+    (tmp_path / "pool.json").write_text(json.dumps({"settings": settings, "mixes": others}))
+    (tmp_path / "held.json").write_text(json.dumps({"settings": settings, "mixes": held}))
+    predictor_pool.main([*files, "--held_out", str(tmp_path / "held.json")])
+    assert "2 dev mixes and 8 more fitted on, 1 read only; 11 where the guide fails" in capsys.readouterr().out
 
     (tmp_path / "some.json").write_text(json.dumps(labels[:1]))
     with pytest.raises(SystemExit, match="no --labels entry"):
