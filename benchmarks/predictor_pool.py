@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from richspace.runs import read_input  # noqa: E402
 from richspace.stats import Interval, bootstrap_mean, stratified_mean  # noqa: E402
-from toy_reward import left_out_priors, prior_rows, rotated, values  # noqa: E402
+from toy_reward import best_candidate, left_out_priors, prior_rows, rotated, values  # noqa: E402
 
 ASSUMED_FAILING = ("chain", "stripes")  # kinds whose guide asks what training never shows
 
@@ -149,6 +149,33 @@ def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev:
     return lines + [""] + kinds
 
 
+def bounds(rows: dict, fails: dict[str, bool], dev: set[str], candidates: int, noises: int,
+           chooser: list[float]) -> list[str]:
+    """Markdown: where the guide fails, weighed as dev asks the kinds, what a pick of one candidate per mix reaches:
+    the shipped ``chooser`` (per mix, ``rows`` order), a perfect judge (the pixels' verdicts) on 1 to noises - 1
+    noises, and the best candidate in hindsight; with and without the stripes mixes (the never-seen pair)."""
+    ids = [i for i in rows if fails[i]]
+    asked = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev)
+    asked = {stratum(rows[i]["kind"]): asked[stratum(rows[i]["kind"])] for i in ids}  # a kind dev lacks: 0
+    at = {i: m for m, i in enumerate(rows)}
+    rates = {"the shipped chooser (reward on 2 noises, dev's prior)": chooser}
+    for k in range(1, noises):
+        rates[f"a perfect judge of {k} noise{'s' if k > 1 else ''}"] = rotated(rows, candidates, k, noises,
+                                                                               perfect=True)
+    rates["the best candidate per mix, in hindsight"] = best_candidate(rows, candidates, noises)
+    lines = ["| where the guide fails, one candidate per mix | all kinds | without stripes |", "|---|---|---|"]
+    for name, per_mix in rates.items():
+        cells = []
+        for keep in (ids, [i for i in ids if rows[i]["kind"] != "stripes"]):
+            groups: dict[str, list[float]] = {}
+            for i in keep:
+                groups.setdefault(stratum(rows[i]["kind"]), []).append(per_mix[at[i]])
+            x = stratified_mean(groups, asked)
+            cells.append(f"{x.mean:.1%} [{x.low:.1%}, {x.high:.1%}]")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", type=Path, default=ROOT / "runs" / "toy-reward" / "candidates.json",
@@ -189,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{sum(fails.values())} where the guide fails; "
           f"pooled fit {'weighed to dev cells' if args.weighted else 'unweighted'}\n")
     print("\n".join(report(rows, fails, shipped, mine, set(dev_rows))))
+    print("\nBounds, weighed as dev asks the kinds (noises held out in turn, as the choosers above):\n")
+    print("\n".join(bounds(rows, fails, set(dev_rows), 1 + points, noises, shipped["refined"])))
 
 
 if __name__ == "__main__":

@@ -303,6 +303,28 @@ def test_unreadable_inputs_are_one_line_before_anything_is_sampled(flag, tmp_pat
     assert not table.exists() and not frames.exists() and bad.read_text() == "{not: [valid"
 
 
+def test_the_predictor_pool_bounds_one_pick_per_mix_where_the_guide_fails():
+    """predictor_pool.bounds: a hue mix whose candidate 1 always wins (a perfect judge and hindsight: 100%), a
+    stripes mix whose candidate 0 wins on noise 3 alone, the reward favouring candidate 1 (a perfect judge never
+    scores it: it sees noise 3 only when not scored on it; hindsight: 25%); kinds weigh as dev asks them (one
+    each); a mix where the guide works is not read."""
+    import predictor_pool
+
+    never, always = [False] * 4, [True] * 4
+    rows = {"h": {**row([[0.0] * 4, [1.0] * 4, [0.0] * 4], [never, always, never], [0.0] * 8), "kind": "hue"},
+            "s": {**row([[0.0] * 4, [1.0] * 4, [0.0] * 4], [[False, False, False, True], never, never], [0.0] * 8),
+                  "kind": "stripes"},
+            "w": {**row([[0.0] * 4] * 3, [never] * 3, [0.0] * 8), "kind": "hue"}}
+    fails = {"h": True, "s": True, "w": False}
+    lines = predictor_pool.bounds(rows, fails, {"h", "s", "w"}, 2, 4, [0.5, 0.0, 0.0])
+    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[2:]}
+    assert [c.split(" [")[0] for c in cells["the shipped chooser (reward on 2 noises, dev's prior)"]] == ["25.0%", "50.0%"]
+    for k in (1, 2, 3):
+        name = f"a perfect judge of {k} noise{'s' if k > 1 else ''}"
+        assert [c.split(" [")[0] for c in cells[name]] == ["50.0%", "100.0%"], name
+    assert [c.split(" [")[0] for c in cells["the best candidate per mix, in hindsight"]] == ["62.5%", "100.0%"]
+
+
 def test_kinds_names_only_kinds_the_file_has(tmp_path):
     """--kinds scores some kinds of a file's mixes (a chain's base still gives its A); a kind the file lacks is one
     line, before anything is sampled or written."""
