@@ -22,9 +22,11 @@ Where the guide fails, the paired difference is weighed as dev's mixes where it 
 works, it is the plain mean. Labels come from ``--labels`` (toy_mixing.json files: the guide on label seeds 200 to
 202); an unlabelled chain or stripes mix counts as failing (its guide asks what training never shows), any other
 unlabelled mix is an error. ``--weighted`` weighs each pool mix in the fit so that every (kind, label) cell weighs
-in total what it has mixes in dev: the added mixes sharpen a cell without changing its share. ``--held_out`` tables are read on both sides
-but fitted on by neither: the pooled predictor scores their mixes fitted on dev and ``--pool`` (e.g. a kind whose
-reward is known to mislead, left out of the fit and still read).
+in total what it has mixes in dev: the added mixes sharpen a cell without changing its share. ``--held_out``
+tables are read on both sides but fitted on by neither: the pooled predictor scores their mixes fitted on dev and
+``--pool`` (e.g. a kind whose reward is known to mislead, left out of the fit and still read). Last, the bounds of
+one pick per mix where the guide fails: the shipped chooser, a perfect judge (the pixels' verdicts) of 1 to 3
+noises, and the best candidate in hindsight, weighed as dev asks the kinds, with and without the stripes mixes.
 """
 
 from __future__ import annotations
