@@ -55,19 +55,20 @@ def stratum(kind: str) -> str:
     return "hue" if kind == "chain-base" else kind
 
 
-def load_pool(dev: Path, pool: list[Path]) -> tuple[dict, dict, dict]:
-    """(settings, dev's rows, the pool's other rows) of toy_reward tables; a one-line error where a pool table was
-    sampled otherwise than dev's or repeats a mix."""
+def load_pool(dev: Path, pool: list[Path], held_out: list[Path] = ()) -> tuple[dict, dict, dict, dict]:
+    """(settings, dev's rows, the pool's other rows, the ``held_out`` tables' rows) of toy_reward tables; a
+    one-line error where a table was sampled otherwise than dev's or repeats a mix of any of them."""
     table = read_input(dev, "--dev")
     settings = {k: table.get("settings", {}).get(k) for k in ("config", "seed", "noises", "world")}
-    dev_rows, others = table["mixes"], {}
-    for path in pool:
-        rows = prior_rows(str(path), settings, "--pool")
-        twice = sorted(rows.keys() & (dev_rows.keys() | others.keys()))
-        if twice:
-            raise SystemExit(f"error: --pool {path} repeats mix {twice[0]}; give each mix once")
-        others.update(rows)
-    return settings, dev_rows, others
+    dev_rows, others, held = table["mixes"], {}, {}
+    for flag, paths, into in (("--pool", pool, others), ("--held_out", held_out, held)):
+        for path in paths:
+            rows = prior_rows(str(path), settings, flag)
+            twice = sorted(rows.keys() & (dev_rows.keys() | others.keys() | held.keys()))
+            if twice:
+                raise SystemExit(f"error: {flag} {path} repeats mix {twice[0]}; give each mix once")
+            into.update(rows)
+    return settings, dev_rows, others, held
 
 
 def guide_fails(rows: dict, labels: list[Path]) -> dict[str, bool]:
@@ -125,11 +126,17 @@ def summary(values: list[float], strata: list[str] | None, shares: dict[str, int
     return stratified_mean(groups, shares)
 
 
+def dev_shares(rows: dict, fails: dict[str, bool], dev: set[str]) -> dict[str, int]:
+    """Per stratum of ``rows``' kinds, how many of dev's mixes where the guide fails it holds (a kind dev lacks: 0):
+    the shares that weigh the kinds where the guide fails."""
+    asked = Counter(stratum(rows[i]["kind"]) for i in rows if i in dev and fails[i])
+    return {stratum(row["kind"]): asked[stratum(row["kind"])] for row in rows.values()}
+
+
 def report(rows: dict, fails: dict[str, bool], shipped: dict, pooled: dict, dev: set[str]) -> list[str]:
     """Markdown: per method and group, the paired difference (pooled - shipped), then each kind's rates."""
     ids = list(rows)
-    asked = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev and fails[i])
-    shares = {stratum(row["kind"]): asked[stratum(row["kind"])] for row in rows.values()}  # a kind dev lacks: 0
+    shares = dev_shares(rows, fails, dev)
     lines = ["| method | where the guide | mixes | shipped | pooled | pooled - shipped, paired |", "|---|---|---|---|---|---|"]
     kinds = ["| method | where the guide | kind | mixes | shipped | pooled |", "|---|---|---|---|---|---|"]
     for method in ("learned", "refined"):
@@ -156,9 +163,7 @@ def bounds(rows: dict, fails: dict[str, bool], dev: set[str], candidates: int, n
     """Markdown: where the guide fails, weighed as dev asks the kinds, what a pick of one candidate per mix reaches:
     the shipped ``chooser`` (per mix, ``rows`` order), a perfect judge (the pixels' verdicts) on 1 to noises - 1
     noises, and the best candidate in hindsight; with and without the stripes mixes (the never-seen pair)."""
-    ids = [i for i in rows if fails[i]]
-    asked = Counter(stratum(rows[i]["kind"]) for i in ids if i in dev)
-    asked = {stratum(rows[i]["kind"]): asked[stratum(rows[i]["kind"])] for i in ids}  # a kind dev lacks: 0
+    ids, shares = [i for i in rows if fails[i]], dev_shares(rows, fails, dev)
     at = {i: m for m, i in enumerate(rows)}
     rates = {"the shipped chooser (reward on 2 noises, dev's prior)": chooser}
     for k in range(1, noises):
@@ -169,10 +174,7 @@ def bounds(rows: dict, fails: dict[str, bool], dev: set[str], candidates: int, n
     for name, per_mix in rates.items():
         cells = []
         for keep in (ids, [i for i in ids if rows[i]["kind"] != "stripes"]):
-            groups: dict[str, list[float]] = {}
-            for i in keep:
-                groups.setdefault(stratum(rows[i]["kind"]), []).append(per_mix[at[i]])
-            x = stratified_mean(groups, asked)
+            x = summary([per_mix[at[i]] for i in keep], [stratum(rows[i]["kind"]) for i in keep], shares)
             cells.append(f"{x.mean:.1%} [{x.low:.1%}, {x.high:.1%}]")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     return lines
@@ -197,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    settings, dev_rows, others = load_pool(args.dev, args.pool + args.held_out)
-    held_ids = {i for path in args.held_out for i in prior_rows(str(path), settings, "--held_out")}
-    held = {i: others.pop(i) for i in list(others) if i in held_ids}  # read only: the pooled fit leaves them out
+    settings, dev_rows, others, held = load_pool(args.dev, args.pool, args.held_out)  # held: read, never fitted on
     fit_rows = {**dev_rows, **others}
     rows = {**fit_rows, **held}
     fails = guide_fails(rows, args.labels)

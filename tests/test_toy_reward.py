@@ -356,7 +356,8 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
     labels = [{"id": i, "guide_label_rate": 0.0} for i in [*dev, *pool] if i != "q0"]
     (tmp_path / "labels.json").write_text(json.dumps(labels))
 
-    settings_back, dev_rows, others = predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "pool.json"])
+    settings_back, dev_rows, others, held = predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "pool.json"])
+    assert held == {}
     rows = {**dev_rows, **others}
     fails = predictor_pool.guide_fails(rows, [tmp_path / "labels.json"])
     assert fails["q0"] is True  # a stripes mix without a label fails by construction
@@ -408,6 +409,9 @@ def test_the_predictor_pool_reads_a_wider_fit_against_dev_alone(tmp_path, capsys
     (tmp_path / "held.json").write_text(json.dumps({"settings": settings, "mixes": held}))
     predictor_pool.main([*files, "--held_out", str(tmp_path / "held.json")])
     assert "2 dev mixes and 8 more fitted on, 1 read only; 11 where the guide fails" in capsys.readouterr().out
+    (tmp_path / "twice.json").write_text(json.dumps({"settings": settings, "mixes": {"p0": pool["p0"]}}))
+    with pytest.raises(SystemExit, match="--held_out .*twice.json repeats mix p0"):
+        predictor_pool.load_pool(tmp_path / "dev.json", [tmp_path / "pool.json"], [tmp_path / "twice.json"])
 
     (tmp_path / "some.json").write_text(json.dumps(labels[:1]))
     with pytest.raises(SystemExit, match="no --labels entry"):
