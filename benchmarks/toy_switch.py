@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     for item in items:
         if item.id not in saved["mixes"]:
             e_a, e_b = item.e_a.double(), item.e_b.double()
-            theta = torch.tensor([item.alpha, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # E_mix: the finder's
+            theta = torch.tensor([item.alpha, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # E_mix: the finder's
             texts, _ = conditioning(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.double()), theta)
             row = {}
             for name, (early, late, switch) in plans.items():

@@ -64,6 +64,7 @@ class MixItem:
     meta: dict = field(default_factory=dict)  # the spec's extra keys (a toy mix's ``expect``, ...)
     weights: dict[str, Tensor] = field(default_factory=dict)  # method -> (n,) composition weights (sampled composed)
     option_embeds: Tensor | None = None  # (n, L, d) every query option's text, in ``meta["queries"]`` order (refinement)
+    e_c: Tensor | None = None  # (L, d) the spec's contrast prompt (richspace.conditioning's E_c), where it has one
 
 
 @dataclass
@@ -236,7 +237,8 @@ class MixDataModule(L.LightningDataModule):
             alphas[method] = None if method == "compose" else p.alpha
             coeff = self.refined[mix_id].get("coefficients") if method == "refined" else None
             theta = p.vector(guidance=self.guidance_scale)
-            texts, w = conditioning(e_a, e_b, direction, theta, None if coeff is None else coeff.to(e_a.dtype))
+            texts, w = conditioning(e_a, e_b, direction, theta, None if coeff is None else coeff.to(e_a.dtype),
+                                    r.e_contrast)
             if p.on_line:
                 embeddings[method] = texts[0]
             else:  # composed while sampling: the texts with a non-zero weight
@@ -252,7 +254,7 @@ class MixDataModule(L.LightningDataModule):
             scores={"full": found.scores_full.tolist(), "truncated": found.scores_truncated.tolist(),
                     "sum": found.scores.tolist()},
             embeddings=embeddings, alphas=alphas, e_a=e_a, e_b=e_b, e_guide=r.e_guide, negative=negative,
-            meta=dict(spec.meta), weights=weights,
+            meta=dict(spec.meta), weights=weights, e_c=r.e_contrast,
         )
 
     def predict_dataloader(self) -> DataLoader:

@@ -28,6 +28,7 @@ class MixResult:
     e_a: Tensor
     e_b: Tensor
     e_guide: Tensor
+    e_contrast: Tensor | None = None  # the spec's contrast prompt, where it has one
 
     @property
     def index(self) -> int:
@@ -44,7 +45,7 @@ class MixResult:
 
 def prompts_of(specs: Sequence[MixSpec]) -> list[str]:
     """Every distinct prompt the specs need, in first-use order."""
-    return list(dict.fromkeys(p for s in specs for p in (s.a, s.b, s.guide) if p is not None))
+    return list(dict.fromkeys(p for s in specs for p in (s.a, s.b, s.guide, s.contrast) if p is not None))
 
 
 def find_mixes(
@@ -66,5 +67,6 @@ def find_mixes(
             found = find_interpolation(e_a, e_b, e_c, (n_a, n_b, n_c), k, scoring, projection)
         except ValueError as e:
             raise ValueError(f"mix '{spec.id}': {e}") from None
-        results[spec.id] = MixResult(spec, found, (n_a, n_b, n_c), e_a, e_b, e_c)
+        e_contrast = None if spec.contrast is None else table[spec.contrast][0]
+        results[spec.id] = MixResult(spec, found, (n_a, n_b, n_c), e_a, e_b, e_c, e_contrast)
     return results

@@ -53,7 +53,7 @@ class RefineState:
     """One mix's refinement after ``step`` steps: all that is needed to continue it exactly."""
 
     alpha_0: float  # the closed-form start
-    coefficients: Tensor  # (5,) theta (richspace.conditioning.PARAMS) or per-token alpha (L,), float64
+    coefficients: Tensor  # (6,) theta (richspace.conditioning.PARAMS) or per-token alpha (L,), float64
     step: int = 0
     optimizer: dict = field(default_factory=dict)  # Adam's state_dict ({} before the first step)
     history: list[dict] = field(default_factory=list)  # per step: alpha, objective and its terms
@@ -121,11 +121,11 @@ def query_options(specs) -> list[str]:
 
 # ---------------------------------------------------------------- module
 MODES = ("gradient", "search")
-RANGES = {"offset": (-3.0, 3.0), "w_mix": (0.0, 10.0), "w_a": (0.0, 10.0), "w_b": (0.0, 10.0)}
+RANGES = {"offset": (-3.0, 3.0), "w_mix": (0.0, 10.0), "w_a": (0.0, 10.0), "w_b": (0.0, 10.0), "w_c": (-10.0, 10.0)}
 
 
 def bounds(alpha_range) -> tuple[Tensor, Tensor]:
-    """(low, high), (5,) float64 in PARAMS order: alpha's range, then RANGES."""
+    """(low, high), (6,) float64 in PARAMS order: alpha's range, then RANGES."""
     low = [alpha_range[0], *(RANGES[p][0] for p in PARAMS[1:])]
     high = [alpha_range[1], *(RANGES[p][1] for p in PARAMS[1:])]
     return torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
@@ -267,12 +267,12 @@ class RefineModule(L.LightningModule):
         self.allow_zero_length_dataloader_with_multiple_devices = True  # more ranks than unfinished mixes
         object.__setattr__(self, "sampler", sampler)  # not a submodule: Lightning must not move, wrap or save it
         self.weights = ObjectiveWeights(w_guide, w_balance, w_anchor, softmin_temperature, w_queries, w_denoise)
-        rest = {"offset": 0.0, "w_mix": sampler.guidance_scale, "w_a": 0.0, "w_b": 0.0} | dict(start or {})
-        self.rest = torch.tensor([rest[p] for p in PARAMS[1:]], dtype=torch.float64)  # offset, w_mix, w_a, w_b
-        self.learned = torch.tensor([p in params for p in PARAMS])  # (5,) which entries of theta move
+        rest = {"offset": 0.0, "w_mix": sampler.guidance_scale, "w_a": 0.0, "w_b": 0.0, "w_c": 0.0} | dict(start or {})
+        self.rest = torch.tensor([rest[p] for p in PARAMS[1:]], dtype=torch.float64)  # offset, w_mix, w_a, w_b, w_c
+        self.learned = torch.tensor([p in params for p in PARAMS])  # (6,) which entries of theta move
         # Sampled as the pipeline samples (one text at the guidance scale) unless a weight moves or differs.
         self.composed = bool(self.learned[2:].any()) or bool((self.rest[1:] != torch.tensor(
-            [sampler.guidance_scale, 0.0, 0.0], dtype=torch.float64)).any())
+            [sampler.guidance_scale, 0.0, 0.0, 0.0], dtype=torch.float64)).any())
         self.low, self.high = bounds(alpha_range)
         outside = out_of_bounds([dict(start or {}), *self.grid_points()], self.low, self.high)
         if outside:
@@ -318,8 +318,8 @@ class RefineModule(L.LightningModule):
         return self._text_cache[texts]
 
     def theta(self, coefficients: Tensor) -> tuple[Tensor, Tensor]:
-        """(alpha, theta): alpha () or (L,), theta (5,) in PARAMS order (its alpha the mean), from a mix's
-        coefficients: (5,) theta itself, or alpha alone (() or per token (L,)) with the start's other values."""
+        """(alpha, theta): alpha () or (L,), theta (6,) in PARAMS order (its alpha the mean), from a mix's
+        coefficients: (6,) theta itself, or alpha alone (() or per token (L,)) with the start's other values."""
         if coefficients.dim() == 1 and coefficients.shape[0] == len(PARAMS) and not self.hparams.per_token:
             return coefficients[0], coefficients
         rest = self.rest.to(coefficients.device, coefficients.dtype)
@@ -334,8 +334,9 @@ class RefineModule(L.LightningModule):
         hp, device = self.hparams, self.sampler.device
         alpha, theta = self.theta(coefficients.to(device))
         e_a, e_b = item.e_a.to(device).double(), item.e_b.to(device).double()
+        e_c = None if item.e_c is None else item.e_c.to(device).double()
         texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()),
-                                      theta, alpha)
+                                      theta, alpha, e_c)
         if base is not None:
             texts, weights = on_base(texts, weights, base[0].to(device), base[1].to(device))
             if not weights.requires_grad:  # searching: no pass for a zero weight

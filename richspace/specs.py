@@ -3,7 +3,9 @@
 A specs file is a list of mixes. Each mix has an ``id``, prompts ``a`` and ``b`` and a
 ``guide`` prompt describing the mix. A chained mix (the paper's three-concept case,
 Section 5) names a ``base`` mix instead of ``a``: the base's optimal embedding takes the
-place of E_a. Any other key (``paper_index``, ``figure``, ...) is kept as metadata;
+place of E_a. An optional ``contrast`` prompt names the values the mix does not want (A's where the
+guide takes B's, B's where it takes A's: "a plain circle" for a striped triangle from a plain triangle and a
+striped circle); refinement composes it with a negative weight (richspace.conditioning). Any other key (``paper_index``, ``figure``, ...) is kept as metadata;
 ``queries`` (the per-attribute reward's questions, richspace.objective) is checked here.
 
 Every problem is reported before any model loads, as one line naming the file, the mix and
@@ -36,6 +38,7 @@ class MixSpec:
     guide: str
     a: str | None = None
     base: str | None = None
+    contrast: str | None = None  # the unwanted values together (richspace.conditioning's E_c); optional
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,13 +71,17 @@ def parse_specs(entries: Any, source: str = "<specs>") -> list[MixSpec]:
                 raise SpecError(f"{where}: missing prompt '{key}'; give it {fix}as a non-empty string")
             if not isinstance(value, str) or not value.strip():
                 raise SpecError(f"{where}: prompt '{key}' is empty or not a string; write the prompt as text")
-        meta = {k: v for k, v in entry.items() if k not in ("id", "base", *PROMPT_KEYS)}
+        contrast = entry.get("contrast")
+        if contrast is not None and (not isinstance(contrast, str) or not contrast.strip()):
+            raise SpecError(f"{where}: prompt 'contrast' is empty or not a string; write the prompt as text or drop it")
+        meta = {k: v for k, v in entry.items() if k not in ("id", "base", "contrast", *PROMPT_KEYS)}
         if "queries" in meta:  # the per-attribute reward's questions (richspace.objective)
             try:
                 parse_queries(meta["queries"], where)
             except ValueError as e:
                 raise SpecError(str(e)) from None
-        specs[mix_id] = MixSpec(id=mix_id, a=entry.get("a"), b=entry["b"], guide=entry["guide"], base=base, meta=meta)
+        specs[mix_id] = MixSpec(id=mix_id, a=entry.get("a"), b=entry["b"], guide=entry["guide"], base=base,
+                                contrast=contrast, meta=meta)
 
     for spec in specs.values():
         if spec.base is not None and spec.base not in specs:

@@ -27,16 +27,42 @@ def test_the_offset_leaves_the_line_towards_the_guide():
 def test_params_say_how_a_mix_is_sampled():
     line, compose = MixParams(0.4), MixParams.compose()
     assert line.on_line and not compose.on_line and not MixParams(0.4, w_a=1.0).on_line
-    assert torch.equal(compose.vector(6.0), torch.tensor([0.5, 0.0, 0.0, 1.5, 1.5], dtype=torch.float64))
-    assert MixParams.from_vector(MixParams(0.3, 1.0, 2.0, 0.5, 0.0).vector(9.0)) == MixParams(0.3, 1.0, 2.0, 0.5, 0.0)
+    assert torch.equal(compose.vector(6.0), torch.tensor([0.5, 0.0, 0.0, 1.5, 1.5, 0.0], dtype=torch.float64))
+    assert MixParams.from_vector(MixParams(0.3, 1.0, 2.0, 0.5, 0.0, -1.0).vector(9.0)) == MixParams(0.3, 1.0, 2.0, 0.5,
+                                                                                                   0.0, -1.0)
+    assert not MixParams(0.4, w_c=-1.0).on_line
+    assert MixParams.from_dict({"alpha": 0.5, "w_a": 1.0}).w_c == 0.0  # results written before w_c read as before
     assert MixParams.from_dict(line.to_dict()) == line
     with pytest.raises(ValueError, match="unknown mixing parameters"):
         MixParams.from_dict({"alpha": 0.5, "beta": 1})
     e_a, e_b = torch.zeros(4, 2), torch.ones(4, 2)
     texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2), compose.vector(3.0))
-    assert texts.shape == (3, 4, 2) and weights.tolist() == [0.0, 1.5, 1.5]
+    assert texts.shape == (4, 4, 2) and weights.tolist() == [0.0, 1.5, 1.5, 0.0]
     kept, w = active(texts, weights)
-    assert torch.equal(kept, texts[1:]) and w.tolist() == [1.5, 1.5]  # no pass for a zero weight
+    assert torch.equal(kept, texts[1:3]) and w.tolist() == [1.5, 1.5]  # no pass for a zero weight
+
+
+def test_the_contrast_adds_b_s_difference_from_the_contrast_to_a():
+    """w_a = w_b = -w_c = 1: u + (c(A) - u) + (c(B) - u) - (c(C) - u) = c(A) + (c(B) - c(C)); a mix without a
+    contrast prompt loses only the w_c term, and its gradient is zero."""
+    g = torch.Generator().manual_seed(2)
+    e_a, e_b, e_c, u = (torch.randn(4, 2, generator=g, dtype=torch.float64) for _ in range(4))
+
+    def c(text):
+        return torch.tanh(text * 1.3).cumsum(0)
+
+    def predict(texts, weights):
+        return c(u) + sum(w * (c(t) - c(u)) for t, w in zip(texts, weights))
+
+    theta = MixParams.contrast(1.0).vector(3.0)
+    texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2, dtype=torch.float64), theta, e_c=e_c)
+    assert weights.tolist() == [0.0, 1.0, 1.0, -1.0] and torch.equal(texts[3], e_c)
+    assert torch.allclose(predict(*active(texts, weights)), c(e_a) + (c(e_b) - c(e_c)))  # B's pattern added to A
+    theta = MixParams.contrast(3.0).vector(3.0).requires_grad_(True)
+    texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2, dtype=torch.float64), theta)  # no contrast prompt
+    assert weights.tolist() == [0.0, 3.0, 3.0, 0.0] and active(texts, weights.detach())[0].shape[0] == 2
+    weights.sum().backward()
+    assert theta.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
 
 
 def test_a_chain_on_a_composed_base_weighs_the_base_directions_as_its_a():
@@ -50,12 +76,13 @@ def test_a_chain_on_a_composed_base_weighs_the_base_directions_as_its_a():
     def predict(texts, weights):  # the sampler's composition: u + sum_i w_i (c_i - u)
         return c(u) + sum(w * (c(t) - c(u)) for t, w in zip(texts, weights))
 
-    texts, weights = torch.stack([e_mix, e_a, e_b]), torch.tensor([1.5, 2.0, 1.0], dtype=torch.float64)
+    e_c = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    texts, weights = torch.stack([e_mix, e_a, e_b, e_c]), torch.tensor([1.5, 2.0, 1.0, -0.5], dtype=torch.float64)
     base_weights = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
     got_texts, got_weights = on_base(texts, weights, base, base_weights)
-    assert got_texts.shape == (5, 4, 2) and got_weights.tolist() == [1.5, 0.0, 0.5, 1.5, 1.0]
+    assert got_texts.shape == (6, 4, 2) and got_weights.tolist() == [1.5, 0.0, 0.5, 1.5, 1.0, -0.5]
     direction = (1.0 * (c(base[1]) - c(u)) + 3.0 * (c(base[2]) - c(u))) / 4.0  # the base's, per unit weight
-    want = c(u) + 1.5 * (c(e_mix) - c(u)) + 2.0 * direction + 1.0 * (c(e_b) - c(u))
+    want = c(u) + 1.5 * (c(e_mix) - c(u)) + 2.0 * direction + 1.0 * (c(e_b) - c(u)) - 0.5 * (c(e_c) - c(u))
     assert torch.allclose(predict(got_texts, got_weights), want)
     one_texts, one_weights = on_base(texts, weights, e_a[None], torch.tensor([3.0], dtype=torch.float64))
     assert torch.equal(one_texts, texts) and torch.equal(one_weights, weights)  # a base of one text: A itself

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -243,7 +244,7 @@ def test_per_token_coefficients_reach_infer(tmp_path):
         (["--model.grid", "{offset: [1.0]}"], "model.grid names ['offset']"),
         (["--model.grid", "{alpha: [0.5, 1.5]}"], "must lie in each parameter's range (alpha [0, 1], offset"),
         (["--model.grid", "{alpha: [0.5, 1.5]}"], "alpha's is model.alpha_range); got alpha 1.5"),
-        (["--model.start", "{w_mix: -1}"], "w_b [0, 10]; alpha's is model.alpha_range); got w_mix -1.0"),
+        (["--model.start", "{w_mix: -1}"], "w_c [-10, 10]; alpha's is model.alpha_range); got w_mix -1.0"),
         (["--model.per_token", "true", "--model.mode", "search"], "model.per_token needs model.params [alpha]"),
         (["--model.noise_samples", "0"], "model.noise_samples must be >= 1"),
         (["--model.prior_from", "/nonexistent"], "model.prior_from scores the grid's candidates: it needs model.mode"),
@@ -357,7 +358,7 @@ def test_search_moves_only_what_changes_the_sample(module_and_data, tmp_path, mo
                           grid=[{"w_mix": 0.0, "w_a": 1.5, "w_b": 1.5}, {"alpha": 0.2}], steps=6)
 
     def objective(item, theta):  # composed beats the line; the weights' optimum: one step (2.5) up in w_b
-        alpha, _, w_mix, w_a, w_b = theta.tolist()
+        alpha, _, w_mix, w_a, w_b, _ = theta.tolist()
         value = 10.0 - (w_a - 1.5) ** 2 - (w_b - 4.0) ** 2 if w_mix == 0 else -alpha ** 2
         t = torch.tensor(value, dtype=torch.float64)
         return objective_terms(t, t, t, theta[0], item.alpha, ObjectiveWeights(1.0, 0.0)), torch.zeros(9, 3, 32, 32)
@@ -382,20 +383,53 @@ def test_search_samples_only_the_texts_a_candidate_weighs(module_and_data):
     hook = plain.sampler.pipe.transformer.register_forward_pre_hook(
         lambda _, args, kwargs: batches.append(kwargs["hidden_states"].shape[0]), with_kwargs=True)
     try:
-        line = torch.tensor([item.alpha, 0.0, 6.0, 0.0, 0.0], dtype=torch.float64)
+        line = torch.tensor([item.alpha, 0.0, 6.0, 0.0, 0.0, 0.0], dtype=torch.float64)
         with torch.no_grad():
             terms, _ = searching.objective(item, line)
         assert set(batches) == {2} and len(batches) == 8
         assert float(terms["objective"]) == objective_at(plain, item, item.alpha)  # the plain sampler's video
         batches.clear()
         with torch.no_grad():
-            searching.objective(item, torch.tensor([item.alpha, 0.0, 3.0, 1.5, 1.5], dtype=torch.float64))
+            searching.objective(item, torch.tensor([item.alpha, 0.0, 3.0, 1.5, 1.5, 0.0], dtype=torch.float64))
         assert set(batches) == {4}
         batches.clear()
         searching.objective(item, torch.nn.Parameter(line.clone()))  # gradients wanted for w_a and w_b
         assert set(batches) == {4}
     finally:
         hook.remove()
+
+
+def test_a_contrast_prompt_is_encoded_and_composed_where_the_spec_gives_one(module_and_data, tmp_path):
+    """A spec's contrast prompt reaches the item as its embedding (here B's own prompt: the same cached row) and
+    search composes it at w_c: one more text a step; a mix without one samples A and B alone, as compose."""
+    plain, data = module_and_data
+    item = data.items[0]
+    assert item.e_c is None  # the paper's mixes name no contrast
+    specs = tmp_path / "mixes.yaml"
+    specs.write_text("- {id: m, a: a red bird, b: a blue fish, guide: a red fish, contrast: a blue fish}\n")
+    contrasted = RefineDataModule(experiments=str(specs), run_dir=str(tmp_path / "u"))
+    contrasted.prepare_data()
+    contrasted.setup("predict")
+    (with_c,) = contrasted.items
+    assert with_c.e_c is not None and torch.equal(with_c.e_c, with_c.e_b)
+    searching = RefineModule(plain.sampler, mode="search", params=["alpha", "w_a", "w_b", "w_c"])
+    searching.judge = plain.judge
+    theta = torch.tensor([item.alpha, 0.0, 0.0, 3.0, 3.0, -3.0], dtype=torch.float64)
+    batches = []
+    hook = plain.sampler.pipe.transformer.register_forward_pre_hook(
+        lambda _, args, kwargs: batches.append(kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            _, without = searching.objective(item, theta)
+            assert set(batches) == {3}  # the negative, A and B
+            batches.clear()
+            _, contrast = searching.objective(replace(item, e_c=item.e_guide), theta)
+            assert set(batches) == {4}  # and C
+            _, compose = searching.objective(item, torch.tensor([item.alpha, 0.0, 0.0, 3.0, 3.0, 0.0],
+                                                                dtype=torch.float64))
+    finally:
+        hook.remove()
+    assert torch.equal(without, compose) and not torch.equal(without, contrast)
 
 
 def test_composed_refinement_reaches_infer(tmp_path):
@@ -405,7 +439,7 @@ def test_composed_refinement_reaches_infer(tmp_path):
           "--model.params", "[alpha, w_a, w_b]", "--model.grid", "[{w_a: 2.0, w_b: 2.0}, {alpha: 0.2}]",
           "--model.steps", "1")
     entry = result(refine_dir)["red-blue"]
-    assert set(entry["params"]) == {"alpha", "offset", "w_mix", "w_a", "w_b"}
+    assert set(entry["params"]) == {"alpha", "offset", "w_mix", "w_a", "w_b", "w_c"}
     assert entry["objective_after"] == max(s["objective"] for s in entry["trajectory"])
     assert all(s["seconds"] > 0 for s in entry["trajectory"])  # each evaluation's wall time, and the mix's cost
     assert entry["seconds"] == pytest.approx(sum(s["seconds"] for s in entry["trajectory"]))
@@ -434,7 +468,7 @@ def test_search_with_a_prior_keeps_the_candidate_rewards_and_prior_choose_togeth
     grid = [{"alpha": 0.0}, {"alpha": 1.0}, {"w_mix": 0.0, "w_a": 1.5, "w_b": 1.5}]
     params = ["alpha", "offset", "w_mix", "w_a", "w_b"]
     sampler = Sampler(num_frames=9, height=32, width=32, num_inference_steps=8)
-    start = dict(zip(PARAMS[1:], [0.0, sampler.guidance_scale, 0.0, 0.0]))
+    start = dict(zip(PARAMS[1:], [0.0, sampler.guidance_scale, 0.0, 0.0, 0.0], strict=True))
     g = torch.Generator().manual_seed(0)
     predictor = fit_predictor(torch.randn(6, 8, generator=g), torch.randn(6, 4, generator=g), grid, start, steps=20)
     save_predictor(predictor, tmp_path / "prior")

@@ -47,6 +47,7 @@ def ok(i, **kw):
         ([{"id": "x", "base": "x", "b": "1", "guide": "2"}], r"mix 'x': base chain forms a cycle \(x -> x\)"),
         ([ok(1, guide="  ")], r"mix 'm1': prompt 'guide' is empty"),
         ([ok(1, b=3)], r"mix 'm1': prompt 'b' is empty or not a string"),
+        ([ok(1, contrast=" ")], r"mix 'm1': prompt 'contrast' is empty or not a string"),
         ([{"id": "m1", "b": "x", "guide": "y"}], r"mix 'm1': missing prompt 'a'; give it or a 'base' mix"),
         ([{"id": "m1", "a": "x", "guide": "y"}], r"mix 'm1': missing prompt 'b'"),
         ([ok(1), ok(2, base="m1")], r"mix 'm2': has both 'a' and 'base'"),
@@ -63,6 +64,13 @@ def test_every_spec_error_is_one_line_naming_file_and_mix(tmp_path, entries, exp
         load_specs(path)
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_a_contrast_prompt_is_kept_apart_from_the_metadata(tmp_path):
+    (spec,) = load_specs(write(tmp_path, [ok(1, contrast="a plain circle", figure=2)]))
+    assert spec.contrast == "a plain circle" and spec.meta == {"figure": 2}
+    (spec,) = load_specs(write(tmp_path, [ok(1)]))
+    assert spec.contrast is None
 
 
 def test_missing_file(tmp_path):

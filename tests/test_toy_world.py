@@ -133,6 +133,27 @@ def test_generated_mixes_are_fixed_split_and_token_aligned():
         assert held_out == (m["kind"] == "stripes"), m  # only the stripes mixes ask for the never-seen pair
 
 
+def test_a_contrast_prompt_holds_the_values_the_mix_does_not_want():
+    """Read from the words: where the guide takes A's word the contrast has B's, where it takes B's it has A's (a
+    chain's A words: its base's guide); a mix gets one exactly when its guide takes from both."""
+    split = mixes.generate()
+    by_id = {m["id"]: m for m in split["dev"] + split["test"]}
+    with_contrast = set()
+    for m in by_id.values():
+        a = (m["a"] if "a" in m else by_id[m["base"]]["guide"]).split()[1:]  # the article follows the colour
+        b, guide = m["b"].split()[1:], m["guide"].split()[1:]
+        takes_a = [i for i, (g, x, y) in enumerate(zip(guide, a, b)) if g == x != y]
+        takes_b = [i for i, (g, x, y) in enumerate(zip(guide, a, b)) if g == y != x]
+        if len(guide) == len(a) and takes_a and takes_b:
+            want = [b[i] if i in takes_a else a[i] if i in takes_b else g for i, g in enumerate(guide)]
+            assert m["contrast"].split()[1:] == want, m
+            with_contrast.add(m["kind"])
+        else:
+            assert "contrast" not in m, m
+    assert with_contrast == {"stripes", "chain", "seen"}
+    assert all("contrast" not in m for m in by_id.values() if m["kind"] in ("hue", "diagonal", "chain-base"))
+
+
 def test_writing_the_mix_files_replaces_another_seed_s_only_when_asked(tmp_path, capsys):
     """python -m richspace.toy.mixes writes both halves; files of another seed (results may name their mixes) are
     kept unless --overwrite; --check says whether the files are what the seed makes."""

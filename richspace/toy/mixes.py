@@ -20,6 +20,12 @@ line up word by word (the guide of a diagonal adds "and <direction>"):
 - ``chain``: three concepts: a ``hue`` base mix and a striped B; the base's found embedding
   takes the place of A (the paper's Section 5). It travels with its base into the same split.
 
+A mix whose guide takes one attribute from A and another from B (stripes, a chain, seen stripes) carries a
+``contrast`` prompt: the values it does not want together, B's where the guide takes A's and A's where it takes B's
+(a plain circle for a striped triangle from a plain triangle and a striped circle; for a chain, B's colour without
+its stripes), which refinement composes with a negative weight (richspace.conditioning). Hue and diagonal mixes,
+whose guide names a value neither A nor B has, carry none.
+
 Each mix also carries ``queries``, the per-attribute reward's questions (richspace.objective):
 per attribute, the captions that differ in it alone (over the judge's vocabulary), and the
 wanted ones: the guide's word where the judge knows it (striped, triangle, a seen colour),
@@ -128,6 +134,7 @@ def stripes_mix(rng, n: int) -> dict:
 def stripes(n: int, colour: str, direction: str, other: str) -> dict:
     return {"id": f"stripes-triangle-{n}", "kind": "stripes", "a": text(colour, "plain", "triangle", direction),
             "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", "triangle", direction),
+            "contrast": text(colour, "plain", other, direction),
             "expect": {"colour": colour, "shape": "triangle", "pattern": "striped", "direction": direction},
             "queries": queries([colour], ["striped"], ["triangle"], [direction])}
 
@@ -147,6 +154,7 @@ def seen_mix(rng, n: int) -> dict:
     other = "circle" if shape == "square" else "square"
     return {"id": f"seen-stripes-{shape}-{n}", "kind": "seen", "a": text(colour, "plain", shape, direction),
             "b": text(colour, "striped", other, direction), "guide": text(colour, "striped", shape, direction),
+            "contrast": text(colour, "plain", other, direction),
             "expect": {"colour": colour, "shape": shape, "pattern": "striped", "direction": direction},
             "queries": queries([colour], ["striped"], [shape], [direction])}
 
@@ -166,6 +174,7 @@ def chains(n: int, pair: tuple[str, str], shape: str, direction: str) -> list[di
     chain = {"id": f"chain-{c1}-{c2}-striped-{n}", "kind": "chain", "base": base["id"],
              "b": text(c1, "striped", shape, direction),
              "guide": text(world.MIX_COLOURS[pair], "striped", shape, direction),
+             "contrast": text(c1, "plain", shape, direction),
              "expect": {"hue_between": [c1, c2], "shape": shape, "pattern": "striped", "direction": direction},
              "queries": queries([c1, c2], ["striped"], [shape], [direction])}
     return [base, chain]
