@@ -513,3 +513,26 @@ def test_search_with_a_prior_keeps_the_candidate_rewards_and_prior_choose_togeth
         RefineModule(sampler, mode="search", params=params, grid=grid[:2], steps=0, prior_from=str(tmp_path / "prior"))
     with pytest.raises(ValueError, match="is not a saved mixing-parameter predictor"):
         RefineModule(sampler, mode="search", params=params, grid=grid, steps=0, prior_from=str(tmp_path))
+
+
+def test_infer_samples_a_refined_contrast_with_its_prompt(tmp_path):
+    """A refinement that kept w_c reaches generation as A, B and the spec's contrast at their weights; the same
+    parameters for a mix without a contrast sample A and B alone."""
+    from richspace.data import MixDataModule
+
+    specs = tmp_path / "mixes.yaml"
+    specs.write_text("- {id: c, a: a red bird, b: a blue fish, guide: a red fish, contrast: a blue bird}\n"
+                     "- {id: n, a: a red bird, b: a blue fish, guide: a red fish}\n")
+    params = {"alpha": 0.5, "offset": 0.0, "w_mix": 0.0, "w_a": 3.0, "w_b": 3.0, "w_c": -3.0}
+    refinement = tmp_path / "refinement.json"
+    refinement.write_text(json.dumps({"mixes": {"c": {"params": params}, "n": {"params": params}}}))
+    data = MixDataModule(experiments=str(specs), run_dir=str(tmp_path / "gen"), alpha_from=str(refinement),
+                         compose=None)
+    data.prepare_data()
+    data.setup("predict")
+    by_id = {item.id: item for item in data.items}
+    with_c, without = by_id["c"], by_id["n"]
+    assert torch.equal(with_c.embeddings["refined"], torch.stack([with_c.e_a, with_c.e_b, with_c.e_c]))
+    assert with_c.weights["refined"].tolist() == [3.0, 3.0, -3.0]
+    assert torch.equal(without.embeddings["refined"], torch.stack([without.e_a, without.e_b]))
+    assert without.weights["refined"].tolist() == [3.0, 3.0] and without.e_c is None
