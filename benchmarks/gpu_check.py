@@ -177,7 +177,8 @@ def refinement(weights: Path, device: str, small: bool, steps: int = 2) -> dict:
     out = {"s_per_step": statistics.median_high(seconds), "peak_gib": peak,
            "grad_finite": bool(torch.isfinite(alpha).all())}
     thetas = {name: torch.tensor(values, dtype=torch.float64, device=device)
-              for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0, 0.0]), ("composed", [0.5, 0.0, 3.0, 1.5, 1.5, 0.0]))}
+              for name, values in (("line", [0.5, 0.0, 6.0, 0.0, 0.0, 0.0]),
+                                   ("composed", [0.5, 0.0, 3.0, 1.5, 1.5, 0.0]))}
     for name, theta in thetas.items():
 
         def evaluate():

@@ -343,7 +343,8 @@ class RefineModule(L.LightningModule):
                 texts, weights = active(texts, weights)
         elif self.composed:
             # a zero weight: no pass for it, unless its gradient is wanted (gradient mode refines it)
-            keep = (weights.detach() != 0) | (self.learned[2:].to(device) & weights.requires_grad)
+            exists = torch.tensor([True, True, True, e_c is not None], device=device)  # E_c only where given
+            keep = (weights.detach() != 0) | (self.learned[2:].to(device) & exists & weights.requires_grad)
             texts, weights = texts[keep], weights[keep]
         else:
             texts, weights = texts[0], None

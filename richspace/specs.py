@@ -5,7 +5,8 @@ A specs file is a list of mixes. Each mix has an ``id``, prompts ``a`` and ``b``
 Section 5) names a ``base`` mix instead of ``a``: the base's optimal embedding takes the
 place of E_a. An optional ``contrast`` prompt names the values the mix does not want (A's where the
 guide takes B's, B's where it takes A's: "a plain circle" for a striped triangle from a plain triangle and a
-striped circle); refinement composes it with a negative weight (richspace.conditioning). Any other key (``paper_index``, ``figure``, ...) is kept as metadata;
+striped circle); refinement composes it with a negative weight (richspace.conditioning). Any other key
+(``paper_index``, ``figure``, ...) is kept as metadata;
 ``queries`` (the per-attribute reward's questions, richspace.objective) is checked here.
 
 Every problem is reported before any model loads, as one line naming the file, the mix and

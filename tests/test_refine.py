@@ -427,6 +427,12 @@ def test_a_contrast_prompt_is_encoded_and_composed_where_the_spec_gives_one(modu
             assert set(batches) == {4}  # and C
             _, compose = searching.objective(item, torch.tensor([item.alpha, 0.0, 0.0, 3.0, 3.0, 0.0],
                                                                 dtype=torch.float64))
+        batches.clear()
+        searching.objective(item, torch.nn.Parameter(theta.clone()))  # w_c's gradient wanted, no E_c: no pass
+        assert set(batches) == {3}
+        batches.clear()
+        searching.objective(replace(item, e_c=item.e_guide), torch.nn.Parameter(theta.clone()))
+        assert set(batches) == {4}
     finally:
         hook.remove()
     assert torch.equal(without, compose) and not torch.equal(without, contrast)
