@@ -3,7 +3,7 @@
 Six numbers, ``MixParams``, cover every method richspace samples a mix with:
 
     E_mix = alpha E_a + (1 - alpha) E_b + offset (E_guide - E_foot)
-    noise = u + w_mix (c(E_mix) - u) + w_a (c(E_a) - u) + w_b (c(E_b) - u) + w_c (c(E_c) - u)
+    noise = u + w_mix (c(E_mix) - u) + w_a (c(E_a) - u) + w_b (c(E_b) - u) + w_c (c(E_contrast) - u)
 
 E_foot is the guide's perpendicular foot on the A-B line (the finder's, global projection),
 so ``offset`` leaves the line towards the guide within the span of E_a, E_b and E_guide; u
@@ -13,11 +13,12 @@ composable classifier-free guidance (Liu et al. 2022), built into the one sample
 w_a = w_b = 0 (guide, average, finder: one prediction per text as the pipeline); ``compose``
 is w_mix = 0, w_a = w_b = 1.5: A and B composed while sampling, no embedding mixed.
 
-E_c is the mix's contrast prompt, where its spec gives one (``MixSpec.contrast``): the values the mix does not
+E_contrast is the mix's contrast prompt, where its spec gives one (``MixSpec.contrast``): the values the mix does not
 want, A's where the guide takes B's and B's where it takes A's ("a plain circle" for a striped triangle from "a
 plain triangle" and "a striped circle"). With w_a = w_b = -w_c = s the noise is u + s (c(A) + c(B) - c(C) - u):
 B's pattern, c(B) - c(C), added to A (concept arithmetic while sampling), where ``compose`` subtracts u instead of
-the context A and B share. A mix without a contrast has no E_c: its w_c term is zero.
+the context A and B share. A mix without a contrast has no E_contrast: its w_c term is zero. (E_c, in
+richspace.finder and the paper, is the guide.)
 """
 
 from __future__ import annotations
@@ -91,16 +92,16 @@ def mixed_embedding(e_a: Tensor, e_b: Tensor, direction: Tensor, alpha: Tensor, 
 
 
 def conditioning(e_a: Tensor, e_b: Tensor, direction: Tensor, theta: Tensor, alpha: Tensor | None = None,
-                 e_c: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(4, L, d) texts (E_mix, E_a, E_b, E_c) and (4,) weights for ``Sampler.sample``, from theta in PARAMS order
-    (``alpha``: one per token, in place of theta's). Without a contrast ``e_c`` the fourth text is zeros at
+                 e_contrast: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(4, L, d) texts (E_mix, E_a, E_b, E_contrast) and (4,) weights for ``Sampler.sample``, from theta in PARAMS order
+    (``alpha``: one per token, in place of theta's). Without ``e_contrast`` the fourth text is zeros at
     weight zero (``active`` drops it; its weight's gradient is zero)."""
     mixed = mixed_embedding(e_a, e_b, direction, theta[0] if alpha is None else alpha, theta[1])
     weights = theta[2:6]
-    if e_c is None:
-        e_c = torch.zeros_like(e_a)
+    if e_contrast is None:
+        e_contrast = torch.zeros_like(e_a)
         weights = weights * torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=weights.dtype, device=weights.device)
-    texts = torch.stack([mixed, e_a.to(mixed.dtype), e_b.to(mixed.dtype), e_c.to(device=mixed.device,
+    texts = torch.stack([mixed, e_a.to(mixed.dtype), e_b.to(mixed.dtype), e_contrast.to(device=mixed.device,
                                                                                   dtype=mixed.dtype)])
     return texts, weights
 
@@ -108,7 +109,7 @@ def conditioning(e_a: Tensor, e_b: Tensor, direction: Tensor, theta: Tensor, alp
 def on_base(texts: Tensor, weights: Tensor, base_texts: Tensor, base_weights: Tensor) -> tuple[Tensor, Tensor]:
     """A chain's conditioning when its A stands for its base's composed conditioning, not one embedding.
 
-    ``texts`` (4, L, d) and ``weights`` (4,) are ``conditioning``'s (E_mix, E_a, E_b, E_c); the base's are
+    ``texts`` (4, L, d) and ``weights`` (4,) are ``conditioning``'s (E_mix, E_a, E_b, E_contrast); the base's are
     (n, L, d) and (n,) with a positive sum. A's term w_a (c(E_a) - u) becomes w_a times the base's
     guidance direction per unit weight, sum_i (b_i / sum b) (c(base_i) - u): A's text is replaced by
     the base's texts. For a base of one text this is that text at weight w_a, exactly.

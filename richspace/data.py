@@ -64,7 +64,7 @@ class MixItem:
     meta: dict = field(default_factory=dict)  # the spec's extra keys (a toy mix's ``expect``, ...)
     weights: dict[str, Tensor] = field(default_factory=dict)  # method -> (n,) composition weights (sampled composed)
     option_embeds: Tensor | None = None  # (n, L, d) every query option's text, in ``meta["queries"]`` order (refinement)
-    e_c: Tensor | None = None  # (L, d) the spec's contrast prompt (richspace.conditioning's E_c), where it has one
+    e_contrast: Tensor | None = None  # (L, d) the spec's contrast prompt (richspace.conditioning), where it has one
 
 
 @dataclass
@@ -254,7 +254,7 @@ class MixDataModule(L.LightningDataModule):
             scores={"full": found.scores_full.tolist(), "truncated": found.scores_truncated.tolist(),
                     "sum": found.scores.tolist()},
             embeddings=embeddings, alphas=alphas, e_a=e_a, e_b=e_b, e_guide=r.e_guide, negative=negative,
-            meta=dict(spec.meta), weights=weights, e_c=r.e_contrast,
+            meta=dict(spec.meta), weights=weights, e_contrast=r.e_contrast,
         )
 
     def predict_dataloader(self) -> DataLoader:

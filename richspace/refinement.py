@@ -334,16 +334,16 @@ class RefineModule(L.LightningModule):
         hp, device = self.hparams, self.sampler.device
         alpha, theta = self.theta(coefficients.to(device))
         e_a, e_b = item.e_a.to(device).double(), item.e_b.to(device).double()
-        e_c = None if item.e_c is None else item.e_c.to(device).double()
+        e_contrast = None if item.e_contrast is None else item.e_contrast.to(device).double()
         texts, weights = conditioning(e_a, e_b, offset_direction(e_a, e_b, item.e_guide.to(device).double()),
-                                      theta, alpha, e_c)
+                                      theta, alpha, e_contrast)
         if base is not None:
             texts, weights = on_base(texts, weights, base[0].to(device), base[1].to(device))
             if not weights.requires_grad:  # searching: no pass for a zero weight
                 texts, weights = active(texts, weights)
         elif self.composed:
             # a zero weight: no pass for it, unless its gradient is wanted (gradient mode refines it)
-            exists = torch.tensor([True, True, True, e_c is not None], device=device)  # E_c only where given
+            exists = torch.tensor([True, True, True, e_contrast is not None], device=device)  # a contrast: if given
             keep = (weights.detach() != 0) | (self.learned[2:].to(device) & exists & weights.requires_grad)
             texts, weights = texts[keep], weights[keep]
         else:

@@ -39,7 +39,7 @@ class MixSpec:
     guide: str
     a: str | None = None
     base: str | None = None
-    contrast: str | None = None  # the unwanted values together (richspace.conditioning's E_c); optional
+    contrast: str | None = None  # the unwanted values together (richspace.conditioning's E_contrast); optional
     meta: dict[str, Any] = field(default_factory=dict)
 
 

@@ -55,7 +55,7 @@ def test_the_contrast_adds_b_s_difference_from_the_contrast_to_a():
         return c(u) + sum(w * (c(t) - c(u)) for t, w in zip(texts, weights))
 
     theta = MixParams.contrast(1.0).vector(3.0)
-    texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2, dtype=torch.float64), theta, e_c=e_c)
+    texts, weights = conditioning(e_a, e_b, torch.zeros(4, 2, dtype=torch.float64), theta, e_contrast=e_c)
     assert weights.tolist() == [0.0, 1.0, 1.0, -1.0] and torch.equal(texts[3], e_c)
     assert torch.allclose(predict(*active(texts, weights)), c(e_a) + (c(e_b) - c(e_c)))  # B's pattern added to A
     theta = MixParams.contrast(3.0).vector(3.0).requires_grad_(True)

@@ -404,14 +404,14 @@ def test_a_contrast_prompt_is_encoded_and_composed_where_the_spec_gives_one(modu
     search composes it at w_c: one more text a step; a mix without one samples A and B alone, as compose."""
     plain, data = module_and_data
     item = data.items[0]
-    assert item.e_c is None  # the paper's mixes name no contrast
+    assert item.e_contrast is None  # the paper's mixes name no contrast
     specs = tmp_path / "mixes.yaml"
     specs.write_text("- {id: m, a: a red bird, b: a blue fish, guide: a red fish, contrast: a blue fish}\n")
     contrasted = RefineDataModule(experiments=str(specs), run_dir=str(tmp_path / "u"))
     contrasted.prepare_data()
     contrasted.setup("predict")
     (with_c,) = contrasted.items
-    assert with_c.e_c is not None and torch.equal(with_c.e_c, with_c.e_b)
+    assert with_c.e_contrast is not None and torch.equal(with_c.e_contrast, with_c.e_b)
     searching = RefineModule(plain.sampler, mode="search", params=["alpha", "w_a", "w_b", "w_c"])
     searching.judge = plain.judge
     theta = torch.tensor([item.alpha, 0.0, 0.0, 3.0, 3.0, -3.0], dtype=torch.float64)
@@ -423,15 +423,15 @@ def test_a_contrast_prompt_is_encoded_and_composed_where_the_spec_gives_one(modu
             _, without = searching.objective(item, theta)
             assert set(batches) == {3}  # the negative, A and B
             batches.clear()
-            _, contrast = searching.objective(replace(item, e_c=item.e_guide), theta)
+            _, contrast = searching.objective(replace(item, e_contrast=item.e_guide), theta)
             assert set(batches) == {4}  # and C
             _, compose = searching.objective(item, torch.tensor([item.alpha, 0.0, 0.0, 3.0, 3.0, 0.0],
                                                                 dtype=torch.float64))
         batches.clear()
-        searching.objective(item, torch.nn.Parameter(theta.clone()))  # w_c's gradient wanted, no E_c: no pass
+        searching.objective(item, torch.nn.Parameter(theta.clone()))  # w_c's gradient wanted, no contrast: no pass
         assert set(batches) == {3}
         batches.clear()
-        searching.objective(replace(item, e_c=item.e_guide), torch.nn.Parameter(theta.clone()))
+        searching.objective(replace(item, e_contrast=item.e_guide), torch.nn.Parameter(theta.clone()))
         assert set(batches) == {4}
     finally:
         hook.remove()
@@ -538,7 +538,7 @@ def test_infer_samples_a_refined_contrast_with_its_prompt(tmp_path):
     data.setup("predict")
     by_id = {item.id: item for item in data.items}
     with_c, without = by_id["c"], by_id["n"]
-    assert torch.equal(with_c.embeddings["refined"], torch.stack([with_c.e_a, with_c.e_b, with_c.e_c]))
+    assert torch.equal(with_c.embeddings["refined"], torch.stack([with_c.e_a, with_c.e_b, with_c.e_contrast]))
     assert with_c.weights["refined"].tolist() == [3.0, 3.0, -3.0]
     assert torch.equal(without.embeddings["refined"], torch.stack([without.e_a, without.e_b]))
-    assert without.weights["refined"].tolist() == [3.0, 3.0] and without.e_c is None
+    assert without.weights["refined"].tolist() == [3.0, 3.0] and without.e_contrast is None
